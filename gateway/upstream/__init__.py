@@ -1,0 +1,1 @@
+"""Transport helpers shared by provider plugins: SSE/NDJSON readers and upstream error mapping."""
