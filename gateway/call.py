@@ -129,6 +129,7 @@ class Call:
     project: Project | None = None
     key: ApiKeyInfo | None = None
     reply_headers: dict[str, str] = field(default_factory=dict)
+    client_include_usage: bool = False  # the client asked for the usage chunk (stream_options)
     facts: UsageFacts = field(default_factory=UsageFacts)
     started: float = field(default_factory=time.perf_counter)
     created_at: float = field(default_factory=time.time)

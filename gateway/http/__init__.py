@@ -1,0 +1,1 @@
+"""The HTTP surface: OpenAI-compatible routes, health, and the reply writer."""

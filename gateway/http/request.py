@@ -1,0 +1,110 @@
+"""Parse an HTTP request into a Call: size-bounded read, one orjson parse, shape checks."""
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..call import Call, Endpoint
+from ..errors import GatewayError
+
+__all__ = ["read_json", "make_call", "request_id"]
+
+_RID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+MAX_DEPTH = 64
+
+
+def request_id(request: web.Request) -> str:
+    rid = request.headers.get("x-request-id")
+    if rid and _RID.match(rid):
+        return rid
+    return uuid.uuid4().hex
+
+
+async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
+    """Read the body with a hard size cap (Content-Length or chunked) and parse it once."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise GatewayError("payload_too_large", f"request body is {length} bytes; the limit is {max_bytes}")
+    ctype = request.headers.get("Content-Type", "application/json")
+    if ctype and "json" not in ctype.lower():
+        raise GatewayError("invalid_request", f"expected an application/json body, got {ctype.split(';')[0]!r}")
+    buf = bytearray()
+    content = request.content
+    while True:
+        piece = await content.readany()
+        if not piece:
+            break
+        buf += piece
+        if len(buf) > max_bytes:
+            raise GatewayError("payload_too_large", f"request body exceeds the limit of {max_bytes} bytes")
+    if not buf:
+        raise GatewayError("invalid_request", "request body is empty; expected a JSON object")
+    try:
+        data = orjson.loads(bytes(buf))
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError("invalid_request", f"request body is not valid JSON: {exc.args[0] if exc.args else 'parse error'}") from None
+    if not isinstance(data, dict):
+        raise GatewayError("invalid_request", "request body must be a JSON object")
+    _check_depth(data)
+    return data
+
+
+def _check_depth(node: Any) -> None:
+    """Reject absurdly nested bodies before any middleware walks them recursively."""
+    stack = [(node, 1)]
+    while stack:
+        cur, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise GatewayError("invalid_request", f"JSON nesting deeper than {MAX_DEPTH} levels")
+        if isinstance(cur, dict):
+            stack.extend((v, depth + 1) for v in cur.values() if isinstance(v, (dict, list)))
+        elif isinstance(cur, list):
+            stack.extend((v, depth + 1) for v in cur if isinstance(v, (dict, list)))
+
+
+def _require(cond: bool, message: str, param: str) -> None:
+    if not cond:
+        raise GatewayError("invalid_request", message, param=param)
+
+
+def validate_body(endpoint: str, body: dict[str, Any]) -> None:
+    model = body.get("model")
+    _require(isinstance(model, str) and model != "", "`model` is required and must be a non-empty string", "model")
+    if endpoint == Endpoint.CHAT:
+        msgs = body.get("messages")
+        _require(isinstance(msgs, list) and len(msgs) > 0, "`messages` is required and must be a non-empty array", "messages")
+        for i, m in enumerate(msgs):
+            _require(isinstance(m, dict) and isinstance(m.get("role"), str), f"messages[{i}] must be an object with a `role`", f"messages[{i}]")
+    elif endpoint == Endpoint.COMPLETIONS:
+        p = body.get("prompt")
+        _require(isinstance(p, (str, list)), "`prompt` is required (a string or an array)", "prompt")
+    elif endpoint == Endpoint.EMBEDDINGS:
+        inp = body.get("input")
+        ok = isinstance(inp, str) or (isinstance(inp, list) and len(inp) > 0)
+        _require(ok, "`input` is required (a string or a non-empty array)", "input")
+    if "stream" in body:
+        _require(isinstance(body["stream"], bool), "`stream` must be a boolean", "stream")
+    n = body.get("n")
+    if n is not None:
+        _require(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 128, "`n` must be an integer between 1 and 128", "n")
+    mt = body.get("max_tokens", body.get("max_completion_tokens"))
+    if mt is not None:
+        _require(isinstance(mt, int) and not isinstance(mt, bool) and mt >= 1, "`max_tokens` must be a positive integer", "max_tokens")
+
+
+def make_call(request: web.Request, endpoint: str, body: dict[str, Any], rid: str) -> Call:
+    validate_body(endpoint, body)
+    opts = body.get("stream_options")
+    include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
+    return Call(
+        id=rid,
+        endpoint=endpoint,
+        body=body,
+        headers=request.headers,
+        client_ip=request.remote or "",
+        client_include_usage=include_usage,
+    )

@@ -1,0 +1,183 @@
+"""Write a Reply to the client, JSON or SSE, and run its completion hooks exactly once.
+
+Order on success: hooks (usage durable, budget settled, cache stored) run *before*
+the final byte — the JSON body, or ``data: [DONE]`` — so a client that has its
+answer has its usage record too. On client disconnect or error they run after.
+Hooks are shielded from the cancellation that aiohttp delivers on disconnect.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from ..call import Call, Usage
+from ..errors import GatewayError
+from ..pricing import micros_to_usd
+from ..reply import Outcome, Reply
+from ..streaming import StreamPump
+
+__all__ = ["ReplyWriter"]
+
+log = logging.getLogger("watchllm.http")
+
+_JSON = "application/json"
+_DONE = b"data: [DONE]\n\n"
+_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+FinalHook = Callable[[Call, Outcome], Awaitable[None]]
+
+
+async def _run_hooks(reply: Reply, outcome: Outcome, final: FinalHook | None, call: Call) -> None:
+    for hook in reply.hooks:
+        try:
+            await hook(outcome)
+        except Exception:  # one failing hook must not stop the others
+            log.exception("completion hook failed", extra={"request_id": call.id})
+    if final is not None:
+        try:
+            await final(call, outcome)
+        except Exception:
+            log.exception("usage hook failed", extra={"request_id": call.id})
+
+
+async def run_hooks_shielded(reply: Reply, outcome: Outcome, final: FinalHook | None, call: Call) -> None:
+    task = asyncio.ensure_future(_run_hooks(reply, outcome, final, call))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # The client went away while hooks ran: let them finish anyway, then propagate.
+        await asyncio.wait({task})
+        raise
+
+
+class ReplyWriter:
+    """Turns a Reply into an aiohttp response. One instance per server."""
+
+    def __init__(self, *, pricing: Any, body_fields: bool = False, final_hook: FinalHook | None = None) -> None:
+        self.pricing = pricing
+        self.body_fields = body_fields
+        self.final_hook = final_hook
+
+    def _cost(self, call: Call, usage: Usage | None) -> int:
+        if call.facts.cached:
+            return 0
+        return self.pricing.cost_micros(call.facts.model_served or call.model, usage)
+
+    def _headers(self, call: Call, reply: Reply) -> dict[str, str]:
+        h = dict(reply.headers)
+        h.update(call.reply_headers)
+        h["x-request-id"] = call.id
+        h.setdefault("x-watchllm-cached", "true" if call.facts.cached else "false")
+        if call.facts.provider:
+            h["x-watchllm-provider"] = call.facts.provider
+        return h
+
+    async def write(self, request: web.Request, call: Call, reply: Reply) -> web.StreamResponse:
+        if reply.chunks is not None:
+            return await self._write_stream(request, call, reply)
+        return await self._write_json(call, reply)
+
+    async def _write_json(self, call: Call, reply: Reply) -> web.Response:
+        body = reply.body or {}
+        ok = reply.status < 400
+        usage = Usage.from_openai(body.get("usage")) if ok else None
+        outcome = Outcome(
+            status=reply.status,
+            ended="complete" if ok else ("upstream_error" if reply.error and reply.error.code.startswith("provider") else "error"),
+            usage=usage,
+            error=reply.error,
+            body=body if ok else None,
+        )
+        outcome.cost_micros = self._cost(call, usage) if ok else 0
+        await run_hooks_shielded(reply, outcome, self.final_hook, call)
+        headers = self._headers(call, reply)
+        latency_ms = (time.perf_counter() - call.started) * 1000
+        headers["x-watchllm-latency-ms"] = f"{latency_ms:.1f}"
+        headers["x-watchllm-cost-usd"] = micros_to_usd(outcome.cost_micros)
+        if self.body_fields and ok and isinstance(reply.body, dict):
+            body = {**body, "x_watchllm": {
+                "request_id": call.id, "cached": bool(call.facts.cached), "provider": call.facts.provider,
+                "cost_usd": headers["x-watchllm-cost-usd"], "latency_ms": round(latency_ms, 1),
+                "tokens_saved": call.facts.tokens_saved,
+            }}
+        return web.Response(status=reply.status, body=orjson.dumps(body), headers=headers, content_type=_JSON)
+
+    async def _write_stream(self, request: web.Request, call: Call, reply: Reply) -> web.StreamResponse:
+        headers = self._headers(call, reply)
+        headers.update(_SSE_HEADERS)
+        headers["x-watchllm-latency-ms"] = f"{(time.perf_counter() - call.started) * 1000:.1f}"
+        # The cost of a live stream is known only at its end (see the usage record and metrics).
+        headers["x-watchllm-cost-usd"] = "0.000000" if call.facts.cached else "pending"
+        resp = web.StreamResponse(status=200, headers=headers)
+        pump = StreamPump(reply, client_include_usage=call.client_include_usage)
+        outcome = Outcome(status=200, ended="complete")
+        chunks = reply.chunks
+        assert chunks is not None
+        try:
+            await resp.prepare(request)
+            first = True
+            async for chunk in chunks:
+                out = pump.process(chunk)
+                if out is None:
+                    continue
+                if first:
+                    first = False
+                    call.facts.ttft_ms = (time.perf_counter() - call.started) * 1000
+                await resp.write(b"data: " + orjson.dumps(out) + b"\n\n")
+        except GatewayError as err:
+            outcome.ended, outcome.error = "upstream_error", err
+            outcome.status = err.status
+            await self._finish(resp, call, reply, pump, outcome)
+            await self._send_error_event(resp, err)
+            return resp
+        except (asyncio.CancelledError, ConnectionResetError) as exc:
+            outcome.ended = "client_gone"
+            outcome.status = 499
+            await self._close_iter(chunks)
+            await self._finish(resp, call, reply, pump, outcome)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return resp
+        except Exception as exc:  # a provider bug or a broken upstream stream
+            log.error("stream failed: %s: %s", type(exc).__name__, exc, extra={"request_id": call.id})
+            err = GatewayError("provider_error", "the upstream stream failed")
+            outcome.ended, outcome.error, outcome.status = "upstream_error", err, 502
+            await self._finish(resp, call, reply, pump, outcome)
+            await self._send_error_event(resp, err)
+            return resp
+        await self._finish(resp, call, reply, pump, outcome)
+        try:
+            await resp.write(_DONE)
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass
+        return resp
+
+    async def _finish(self, resp: web.StreamResponse, call: Call, reply: Reply, pump: StreamPump, outcome: Outcome) -> None:
+        outcome.usage = pump.usage
+        outcome.chunks = pump.chunks
+        outcome.body = pump.body() if outcome.ended == "complete" else None
+        outcome.cost_micros = self._cost(call, pump.usage)
+        await run_hooks_shielded(reply, outcome, self.final_hook, call)
+
+    @staticmethod
+    async def _close_iter(chunks: Any) -> None:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            try:
+                await asyncio.shield(aclose())
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    @staticmethod
+    async def _send_error_event(resp: web.StreamResponse, err: GatewayError) -> None:
+        try:
+            await resp.write(b"data: " + orjson.dumps(err.body()) + b"\n\n")
+            await resp.write_eof()
+        except (ConnectionResetError, RuntimeError):
+            pass

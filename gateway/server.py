@@ -1,0 +1,208 @@
+"""Build the aiohttp app from a Config; start-up, graceful shutdown, worker processes.
+
+Start-up order (one ``cleanup_ctx``; teardown runs in reverse): HTTP client session →
+store → state → pricing → usage writer → providers → tools → middlewares → chain.
+SIGTERM: readiness goes false, listeners close, in-flight requests drain for up to
+``server.shutdown_timeout``, plugins shut down, usage is flushed, exit 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any, AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from .config import Config, PluginEntry, load_config
+from .pipeline import build_chain
+from .plugin import Services
+from .pricing import Pricing
+from .http.errors import error_middleware
+from .http.keys import CHAIN, RUNTIME, SERVICES, WRITER
+from .http.routes import setup_routes
+from .http.writer import ReplyWriter
+
+__all__ = ["build_app", "serve", "run"]
+
+log = logging.getLogger("watchllm")
+
+
+def _optional(module: str, attr: str) -> Any:
+    """Parts built by separate work streams; absent ones are skipped."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None
+        raise
+    return getattr(mod, attr, None)
+
+
+def _make_pricing() -> Pricing:
+    from_file = getattr(Pricing, "from_file", None)
+    return from_file(None) if from_file else Pricing()
+
+
+def _instantiate(entry: PluginEntry, services: Services) -> Any:
+    return entry.cls(entry.options, services) if entry.options is not None else entry.cls(None, services)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    config = services.config
+    started: list[Any] = []
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+    services.http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
+    try:
+        open_store = _optional("gateway.store", "open_store")
+        if open_store is not None:
+            services.store = await open_store(config.store)
+        open_state = _optional("gateway.state", "open_state")
+        if open_state is not None:
+            services.state = await open_state(config.state)
+        writer_cls = _optional("gateway.usage", "UsageWriter")
+        if writer_cls is not None and services.store is not None:
+            services.usage = writer_cls(services.store)
+            await services.usage.start()
+        for name, entry in config.providers.items():
+            services.providers[name] = _instantiate(entry, services)
+        for name, entry in config.tools.items():
+            services.tools[name] = _instantiate(entry, services)
+        layers = [_instantiate(entry, services) for entry in config.pipeline]
+        for obj in [*services.providers.values(), *services.tools.values(), *layers]:
+            startup = getattr(obj, "startup", None)
+            if startup is not None:
+                await startup()
+            started.append(obj)
+        app[CHAIN] = build_chain(layers)
+        app[RUNTIME]["layers"] = layers
+        app[RUNTIME]["ready"] = True
+        log.info("watchllm ready: pipeline=%s models=%s", [e.name for e in config.pipeline], list(config.models))
+        yield
+    finally:
+        app[RUNTIME]["ready"] = False
+        for obj in reversed(started):
+            shutdown = getattr(obj, "shutdown", None)
+            if shutdown is not None:
+                try:
+                    await shutdown()
+                except Exception:
+                    log.exception("plugin shutdown failed: %s", type(obj).__name__)
+        if services.usage is not None:
+            await services.usage.close()
+        if services.state is not None and hasattr(services.state, "close"):
+            await services.state.close()
+        if services.store is not None:
+            await services.store.close()
+        await services.http.close()
+
+
+def build_app(config: Config, *, services: Services | None = None) -> web.Application:
+    logging.getLogger("watchllm").setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    if services is None:
+        services = Services(config=config, log=log, pricing=_make_pricing())
+    app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes)
+    app[SERVICES] = services
+    app[RUNTIME] = {"started": time.monotonic(), "started_wall": time.time(), "ready": False, "draining": False}
+
+    async def record_usage(call: Any, outcome: Any) -> None:
+        if services.usage is not None:
+            await services.usage.record(call, outcome)
+
+    app[WRITER] = ReplyWriter(pricing=services.pricing, body_fields=config.server.body_fields, final_hook=record_usage)
+    setup_routes(app)
+    for module in ("gateway.admin", "gateway.http.metrics", "gateway.http.openapi", "gateway.http.extra_routes"):
+        setup = _optional(module, "setup")
+        if setup is not None:
+            setup(app, services)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+def _runner(app: web.Application, config: Config) -> web.AppRunner:
+    s = config.server
+    return web.AppRunner(
+        app,
+        handler_cancellation=True,  # a client that disconnects cancels its upstream call
+        access_log=logging.getLogger("watchllm.access") if s.access_log else None,
+        keepalive_timeout=s.keepalive_timeout,
+        shutdown_timeout=s.shutdown_timeout,
+        max_line_size=s.max_line_size,
+        max_field_size=s.max_field_size,
+        max_headers=s.max_headers,
+    )
+
+
+async def serve(config: Config, *, host: str | None = None, port: int | None = None, sock: socket.socket | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, then drain and exit. Returns the process exit code."""
+    app = build_app(config)
+    runner = _runner(app, config)
+    await runner.setup()
+    if sock is not None:
+        site: web.BaseSite = web.SockSite(runner, sock)
+    else:
+        site = web.TCPSite(
+            runner, host or config.server.host, port if port is not None else config.server.port,
+            reuse_port=config.server.workers > 1, backlog=1024,
+        )
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    names = getattr(site, "name", "")
+    log.info("serving on %s (pid %d)", names, os.getpid())
+    print(f"watchllm serving on {names} (pid {os.getpid()})", flush=True)
+    await stop.wait()
+    log.info("shutting down: draining in-flight requests")
+    app[RUNTIME]["draining"] = True
+    await runner.cleanup()  # closes listeners, waits for handlers (shutdown_timeout), runs cleanup_ctx
+    return 0
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+
+        uvloop.install() if hasattr(uvloop, "install") else asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep serving without it
+        log.warning("uvloop not available; using the default asyncio loop")
+
+
+def _worker(config_path: str, host: str | None, port: int | None) -> None:
+    _install_uvloop()
+    config = load_config(config_path)
+    raise SystemExit(asyncio.run(serve(config, host=host, port=port)))
+
+
+def run(config: Config, *, config_path: str | None = None, host: str | None = None, port: int | None = None) -> int:
+    """Entry point of ``watchllm serve``: one process, or N workers sharing the port (SO_REUSEPORT)."""
+    workers = config.server.workers
+    if workers <= 1 or config_path is None:
+        _install_uvloop()
+        return asyncio.run(serve(config, host=host, port=port))
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(config_path, host, port), daemon=False) for _ in range(workers)]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: Any) -> None:
+        for p in procs:
+            if p.pid and p.is_alive():
+                os.kill(p.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = 0
+    for p in procs:
+        p.join()
+        code = code or (p.exitcode or 0)
+    return code

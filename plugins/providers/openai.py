@@ -1,0 +1,195 @@
+"""The ``openai`` provider: any OpenAI-compatible API (OpenAI, Groq, OpenRouter, DeepSeek,
+Together, vLLM, LM Studio). Bodies pass through with ``model`` set to the target's.
+
+One pooled ``aiohttp.ClientSession`` (``services.http``) with keep-alive; per-target
+timeouts; streams are relayed event by event. The client's own headers (its
+Authorization above all) are never forwarded. When the client closes a stream,
+the upstream response is closed, not drained.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import aiohttp
+import orjson
+
+from gateway.call import Call, Target
+from gateway.errors import ProviderError, provider_error_from_status
+from gateway.plugin import Services
+from gateway.upstream.sse import iter_sse
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenAIConfig:
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = ""
+    timeout: float = field(default=600.0, metadata={"help": "total seconds for a non-streamed answer"})
+    connect_timeout: float = 10.0
+    read_timeout: float = field(default=300.0, metadata={"help": "max seconds between two bytes of a stream"})
+    organization: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    stream_usage: bool = field(default=True, metadata={"help": "ask upstream for the usage chunk (for costs)"})
+    models: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    value = resp.headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = resp.headers.get("retry-after")
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+async def raise_for_upstream(resp: aiohttp.ClientResponse) -> None:
+    """Turn an upstream error status into a ProviderError carrying the upstream's message."""
+    raw = await resp.content.read(MAX_ERROR_BODY)
+    message = f"upstream returned HTTP {resp.status}"
+    try:
+        data = orjson.loads(raw)
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            message = err["message"][:500]
+        elif isinstance(err, str):
+            message = err[:500]
+    except orjson.JSONDecodeError:
+        pass
+    raise provider_error_from_status(resp.status, message, retry_after=_retry_after(resp))
+
+
+class OpenAIProvider:
+    Config = OpenAIConfig
+    requires_api_key = True
+
+    def __init__(self, config: OpenAIConfig, services: Services) -> None:
+        self.cfg = config
+        self.services = services
+        self.base = config.base_url.rstrip("/")
+        h = {"Content-Type": "application/json", **config.headers}
+        if config.api_key:
+            h["Authorization"] = f"Bearer {config.api_key}"
+        if config.organization:
+            h["OpenAI-Organization"] = config.organization
+        self._headers = h
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self.services.http is None:
+            raise ProviderError("service_unavailable", "gateway HTTP client is not started", status=503)
+        return self.services.http
+
+    def _timeout(self, target: Target, stream: bool) -> aiohttp.ClientTimeout:
+        total = target.timeout or self.cfg.timeout
+        if stream:  # a live stream may last long; cap the gaps, and the wait for headers
+            return aiohttp.ClientTimeout(total=None, connect=self.cfg.connect_timeout, sock_read=min(self.cfg.read_timeout, total))
+        return aiohttp.ClientTimeout(total=total, connect=self.cfg.connect_timeout)
+
+    def headers_for(self, call: Call) -> dict[str, str]:
+        override = call.facts.extra.get("provider_api_key")  # a project's own key (tenancy)
+        if override:
+            return {**self._headers, "Authorization": f"Bearer {override}"}
+        return self._headers
+
+    async def _post(self, path: str, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
+        try:
+            async with self._session().post(
+                f"{self.base}{path}", data=orjson.dumps(body), headers=self.headers_for(call), timeout=self._timeout(target, False),
+                allow_redirects=False,
+            ) as resp:
+                if resp.status >= 400:
+                    await raise_for_upstream(resp)
+                raw = await resp.read()
+        except asyncio.TimeoutError:
+            raise ProviderError("provider_timeout", f"{target.name} did not answer in time", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError("provider_error", f"cannot reach {target.provider}: {type(exc).__name__}", retryable=True) from None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ProviderError("provider_error", f"{target.provider} returned invalid JSON") from None
+        if not isinstance(data, dict) or ("error" in data and "choices" not in data and "data" not in data):
+            raise ProviderError("provider_error", f"{target.provider} returned an error body with status 200")
+        return data
+
+    async def _stream(self, path: str, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
+        if self.cfg.stream_usage and path == "/chat/completions":
+            body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+        try:
+            resp = await self._session().post(
+                f"{self.base}{path}", data=orjson.dumps(body), headers=self.headers_for(call),
+                timeout=self._timeout(target, True), allow_redirects=False,
+            )
+        except asyncio.TimeoutError:
+            raise ProviderError("provider_timeout", f"{target.name} did not answer in time", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError("provider_error", f"cannot reach {target.provider}: {type(exc).__name__}", retryable=True) from None
+        done = False
+        try:
+            if resp.status >= 400:
+                await raise_for_upstream(resp)
+            async for event in iter_sse(resp):
+                if event.data == "[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = orjson.loads(event.data)
+                except orjson.JSONDecodeError:
+                    raise ProviderError("provider_error", f"{target.provider} sent an invalid stream event") from None
+                if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+                    err = chunk["error"]
+                    msg = err.get("message") if isinstance(err, dict) else str(err)
+                    raise ProviderError("provider_error", f"{target.provider} stream error: {str(msg)[:300]}")
+                yield chunk
+            else:
+                raise ProviderError("provider_error", f"{target.provider} stream ended without [DONE]")
+        except asyncio.TimeoutError:
+            raise ProviderError("provider_timeout", f"{target.name} stream stalled", retryable=False) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError("provider_error", f"{target.provider} stream broke: {type(exc).__name__}") from None
+        finally:
+            if done:
+                resp.release()
+            else:
+                resp.close()  # client gone or error: drop the upstream connection, do not drain it
+
+    # Provider contract ------------------------------------------------------------------
+    async def chat(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
+        return await self._post("/chat/completions", body, target, call)
+
+    def chat_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("/chat/completions", body, target, call)
+
+    async def completions(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
+        return await self._post("/completions", body, target, call)
+
+    def completions_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("/completions", body, target, call)
+
+    async def embeddings(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
+        return await self._post("/embeddings", body, target, call)
+
+    async def list_models(self) -> list[str]:
+        if self.cfg.models:
+            return list(self.cfg.models)
+        try:
+            async with self._session().get(f"{self.base}/models", headers=self._headers, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                if resp.status >= 400:
+                    return []
+                data = orjson.loads(await resp.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError):
+            return []
+        return [m.get("id") for m in data.get("data", []) if isinstance(m, dict) and m.get("id")]
