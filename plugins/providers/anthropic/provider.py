@@ -1,0 +1,175 @@
+"""AnthropicProvider: the transport for Anthropic's Messages API.
+
+Translation lives in ``translate.py`` (JSON) and ``stream.py`` (SSE events); this file
+only sends requests on the shared pooled session, maps failures to ``ProviderError``
+and makes sure an upstream response is released however its consumer stops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Mapping
+
+import aiohttp
+import orjson
+
+from gateway.call import Call, Target
+from gateway.errors import GatewayError, ProviderError, provider_error_from_status
+from gateway.upstream.sse import iter_sse
+
+from .stream import AnthropicStream
+from .translate import from_messages_response, to_messages_request
+
+__all__ = ["AnthropicProvider", "AnthropicConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnthropicConfig:
+    api_key: str = field(default="", metadata={"help": "sent as x-api-key; use ${ANTHROPIC_API_KEY}"})
+    base_url: str = field(default="https://api.anthropic.com", metadata={"help": "scheme://host[:port], without /v1"})
+    version: str = field(default="2023-06-01", metadata={"help": "the anthropic-version header"})
+    timeout: float = field(default=60.0, metadata={"help": "seconds for a whole JSON reply; connect and between stream reads"})
+    max_tokens: int = field(default=4096, metadata={"help": "max_tokens when the client sends none (Anthropic requires it)"})
+    headers: dict[str, str] = field(default_factory=dict, metadata={"help": "extra headers, e.g. anthropic-beta"})
+    models: list[str] = field(default_factory=list, metadata={"help": "static model list; empty asks GET /v1/models"})
+
+    def validate(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        if self.timeout <= 0 or self.max_tokens <= 0:
+            raise ValueError("timeout and max_tokens must be positive")
+
+
+def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], provider: str) -> ProviderError:
+    """An Anthropic error reply (``{"type": "error", "error": {"type", "message"}}``) → ProviderError."""
+    message, kind = raw.decode("utf-8", "replace")[:500], None
+    try:
+        err = orjson.loads(raw).get("error") or {}
+        message, kind = err.get("message") or message, err.get("type")
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    retry_after = headers.get("retry-after")
+    try:
+        wait = float(retry_after) if retry_after else None
+    except ValueError:
+        wait = None
+    exc = provider_error_from_status(status, f"{provider}: {message}", retry_after=wait)
+    if not exc.message.startswith(provider):  # the core rewords credential failures; say whose
+        exc.message = f"{provider}: {exc.message}"
+    if status == 400 and "prompt is too long" in message.lower():
+        exc.context_window = True
+    if kind:
+        exc.details = {"upstream_type": kind}
+    return exc
+
+
+class AnthropicProvider:
+    """OpenAI chat ⇄ Anthropic Messages (``POST /v1/messages``), JSON and SSE."""
+
+    Config = AnthropicConfig
+    requires_api_key = True
+
+    def __init__(self, config: AnthropicConfig, services: Any) -> None:
+        self.config = config
+        self._services = services
+        self._base = config.base_url.rstrip("/")
+        self._headers = {
+            "x-api-key": config.api_key,
+            "anthropic-version": config.version,
+            "content-type": "application/json",
+            "accept": "application/json",
+            **config.headers,
+        }
+
+    # transport ------------------------------------------------------------------
+    def _session(self) -> aiohttp.ClientSession:
+        http = self._services.http
+        if http is None:
+            raise ProviderError("service_unavailable", "the shared HTTP session is not started")
+        return http
+
+    async def _send(self, method: str, path: str, *, payload: Any, timeout: aiohttp.ClientTimeout, provider: str) -> aiohttp.ClientResponse:
+        """Send one request; return the open response (status < 400) or raise ProviderError."""
+        data = orjson.dumps(payload) if payload is not None else None
+        try:
+            resp = await self._session().request(method, self._base + path, data=data, headers=self._headers, timeout=timeout)
+        except TimeoutError:
+            raise ProviderError("provider_timeout", f"{provider}: no response within the timeout", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError("provider_error", f"{provider}: cannot reach upstream ({type(exc).__name__})", retryable=True) from None
+        if resp.status >= 400:
+            try:
+                raw = await resp.read()
+            except (TimeoutError, aiohttp.ClientError):
+                raw = b""
+            finally:
+                resp.release()
+            raise error_from_response(resp.status, raw, resp.headers, provider)
+        return resp
+
+    async def _json(self, method: str, path: str, payload: Any, timeout_s: float, provider: str) -> Any:
+        resp = await self._send(method, path, payload=payload, timeout=aiohttp.ClientTimeout(total=timeout_s), provider=provider)
+        try:
+            return orjson.loads(await resp.read())
+        except TimeoutError:
+            raise ProviderError("provider_timeout", f"{provider}: reply not finished within the timeout", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError("provider_error", f"{provider}: reply cut off ({type(exc).__name__})", retryable=True) from None
+        except orjson.JSONDecodeError:
+            raise ProviderError("provider_error", f"{provider}: reply is not JSON", upstream_status=resp.status) from None
+        finally:
+            resp.release()
+
+    def _timeout(self, target: Target) -> float:
+        return target.timeout or self.config.timeout
+
+    # the Provider protocol ------------------------------------------------------
+    async def chat(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
+        req = to_messages_request(body, model=target.model, default_max_tokens=self.config.max_tokens, stream=False)
+        resp = await self._json("POST", "/v1/messages", req, self._timeout(target), target.provider)
+        return from_messages_response(resp, model=target.model)
+
+    async def chat_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
+        req = to_messages_request(body, model=target.model, default_max_tokens=self.config.max_tokens, stream=True)
+        seconds = self._timeout(target)
+        # A stream may legitimately last minutes: bound the connect and each read, not the total.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+        resp = await self._send("POST", "/v1/messages", payload=req, timeout=timeout, provider=target.provider)
+        translator = AnthropicStream(model=target.model, provider=target.provider)
+        try:
+            async for event in iter_sse(resp):
+                try:
+                    data = orjson.loads(event.data)
+                except orjson.JSONDecodeError:
+                    raise ProviderError("provider_error", f"{target.provider}: malformed stream event") from None
+                for chunk in translator.feed(event.event, data):
+                    yield chunk
+                if translator.finished:
+                    break
+            if not translator.finished:
+                raise ProviderError("provider_error", f"{target.provider}: stream ended before message_stop", retryable=True)
+        except TimeoutError:
+            raise ProviderError("provider_timeout", f"{target.provider}: stream stalled past the timeout", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError("provider_error", f"{target.provider}: stream cut off ({type(exc).__name__})", retryable=True) from None
+        finally:
+            # Early stop, cancellation or error: drop the connection instead of draining it.
+            if translator.finished:
+                resp.release()
+            else:
+                resp.close()
+
+    async def completions(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
+        raise GatewayError("invalid_request", f"{target.provider} serves chat only: use /v1/chat/completions", param="prompt")
+
+    async def completions_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
+        raise GatewayError("invalid_request", f"{target.provider} serves chat only: use /v1/chat/completions", param="prompt")
+        yield {}  # pragma: no cover - makes this an async generator
+
+    async def embeddings(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
+        raise GatewayError("invalid_request", "anthropic has no embeddings API", param="model")
+
+    async def list_models(self) -> list[str]:
+        if self.config.models:
+            return list(self.config.models)
+        data = await self._json("GET", "/v1/models?limit=1000", None, self.config.timeout, "anthropic")
+        return [m["id"] for m in data.get("data") or () if isinstance(m, Mapping) and m.get("id")]
