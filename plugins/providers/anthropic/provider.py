@@ -14,12 +14,15 @@ import orjson
 
 from gateway.call import Call, Target
 from gateway.errors import GatewayError, ProviderError, provider_error_from_status
+from gateway.plugin import Services
 from gateway.upstream.sse import iter_sse
 
 from .stream import AnthropicStream
 from .translate import from_messages_response, to_messages_request
 
-__all__ = ["AnthropicProvider", "AnthropicConfig"]
+__all__ = ["AnthropicProvider", "AnthropicConfig", "error_from_response"]
+
+MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,7 +30,9 @@ class AnthropicConfig:
     api_key: str = field(default="", metadata={"help": "sent as x-api-key; use ${ANTHROPIC_API_KEY}"})
     base_url: str = field(default="https://api.anthropic.com", metadata={"help": "scheme://host[:port], without /v1"})
     version: str = field(default="2023-06-01", metadata={"help": "the anthropic-version header"})
-    timeout: float = field(default=60.0, metadata={"help": "seconds for a whole JSON reply; connect and between stream reads"})
+    timeout: float = field(default=600.0, metadata={"help": "total seconds for a non-streamed answer"})
+    connect_timeout: float = 10.0
+    read_timeout: float = field(default=300.0, metadata={"help": "max seconds between two bytes of a stream"})
     max_tokens: int = field(default=4096, metadata={"help": "max_tokens when the client sends none (Anthropic requires it)"})
     headers: dict[str, str] = field(default_factory=dict, metadata={"help": "extra headers, e.g. anthropic-beta"})
     models: list[str] = field(default_factory=list, metadata={"help": "static model list; empty asks GET /v1/models"})
@@ -35,8 +40,8 @@ class AnthropicConfig:
     def validate(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
-        if self.timeout <= 0 or self.max_tokens <= 0:
-            raise ValueError("timeout and max_tokens must be positive")
+        if min(self.timeout, self.connect_timeout, self.read_timeout) <= 0 or self.max_tokens <= 0:
+            raise ValueError("timeouts and max_tokens must be positive")
 
 
 def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], provider: str) -> ProviderError:
@@ -68,7 +73,7 @@ class AnthropicProvider:
     Config = AnthropicConfig
     requires_api_key = True
 
-    def __init__(self, config: AnthropicConfig, services: Any) -> None:
+    def __init__(self, config: AnthropicConfig, services: Services) -> None:
         self.config = config
         self._services = services
         self._base = config.base_url.rstrip("/")
@@ -84,56 +89,63 @@ class AnthropicProvider:
     def _session(self) -> aiohttp.ClientSession:
         http = self._services.http
         if http is None:
-            raise ProviderError("service_unavailable", "the shared HTTP session is not started")
+            raise ProviderError("service_unavailable", "gateway HTTP client is not started", status=503)
         return http
 
-    async def _send(self, method: str, path: str, *, payload: Any, timeout: aiohttp.ClientTimeout, provider: str) -> aiohttp.ClientResponse:
+    def headers_for(self, call: Call | None) -> dict[str, str]:
+        override = call.facts.extra.get("provider_api_key") if call is not None else None  # a project's own key
+        return {**self._headers, "x-api-key": override} if override else self._headers
+
+    def _timeout(self, target: Target | None, stream: bool) -> aiohttp.ClientTimeout:
+        total = (target.timeout if target else None) or self.config.timeout
+        if stream:  # a live stream may last long: cap the wait for headers and the gaps, not the total
+            return aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout, sock_read=min(self.config.read_timeout, total))
+        return aiohttp.ClientTimeout(total=total, connect=self.config.connect_timeout)
+
+    async def _send(self, method: str, path: str, payload: Any, *, call: Call | None, target: Target | None, stream: bool) -> aiohttp.ClientResponse:
         """Send one request; return the open response (status < 400) or raise ProviderError."""
+        name = target.provider if target else "anthropic"
         data = orjson.dumps(payload) if payload is not None else None
         try:
-            resp = await self._session().request(method, self._base + path, data=data, headers=self._headers, timeout=timeout)
+            resp = await self._session().request(
+                method, self._base + path, data=data, headers=self.headers_for(call),
+                timeout=self._timeout(target, stream), allow_redirects=False,
+            )
+            if resp.status >= 400:
+                try:
+                    raw = await resp.content.read(MAX_ERROR_BODY)
+                finally:
+                    resp.release()
+                raise error_from_response(resp.status, raw, resp.headers, name)
         except TimeoutError:
-            raise ProviderError("provider_timeout", f"{provider}: no response within the timeout", retryable=True) from None
+            raise ProviderError("provider_timeout", f"{name}: no answer within the timeout", retryable=True) from None
         except aiohttp.ClientError as exc:
-            raise ProviderError("provider_error", f"{provider}: cannot reach upstream ({type(exc).__name__})", retryable=True) from None
-        if resp.status >= 400:
-            try:
-                raw = await resp.read()
-            except (TimeoutError, aiohttp.ClientError):
-                raw = b""
-            finally:
-                resp.release()
-            raise error_from_response(resp.status, raw, resp.headers, provider)
+            raise ProviderError("provider_error", f"{name}: cannot reach upstream ({type(exc).__name__})", retryable=True) from None
         return resp
 
-    async def _json(self, method: str, path: str, payload: Any, timeout_s: float, provider: str) -> Any:
-        resp = await self._send(method, path, payload=payload, timeout=aiohttp.ClientTimeout(total=timeout_s), provider=provider)
+    async def _json(self, method: str, path: str, payload: Any, *, call: Call | None, target: Target | None) -> Any:
+        name = target.provider if target else "anthropic"
+        resp = await self._send(method, path, payload, call=call, target=target, stream=False)
         try:
             return orjson.loads(await resp.read())
         except TimeoutError:
-            raise ProviderError("provider_timeout", f"{provider}: reply not finished within the timeout", retryable=True) from None
+            raise ProviderError("provider_timeout", f"{name}: answer not finished within the timeout", retryable=True) from None
         except aiohttp.ClientError as exc:
-            raise ProviderError("provider_error", f"{provider}: reply cut off ({type(exc).__name__})", retryable=True) from None
+            raise ProviderError("provider_error", f"{name}: answer cut off ({type(exc).__name__})", retryable=True) from None
         except orjson.JSONDecodeError:
-            raise ProviderError("provider_error", f"{provider}: reply is not JSON", upstream_status=resp.status) from None
+            raise ProviderError("provider_error", f"{name}: answer is not JSON", upstream_status=resp.status) from None
         finally:
             resp.release()
-
-    def _timeout(self, target: Target) -> float:
-        return target.timeout or self.config.timeout
 
     # the Provider protocol ------------------------------------------------------
     async def chat(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
         req = to_messages_request(body, model=target.model, default_max_tokens=self.config.max_tokens, stream=False)
-        resp = await self._json("POST", "/v1/messages", req, self._timeout(target), target.provider)
+        resp = await self._json("POST", "/v1/messages", req, call=call, target=target)
         return from_messages_response(resp, model=target.model)
 
     async def chat_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
         req = to_messages_request(body, model=target.model, default_max_tokens=self.config.max_tokens, stream=True)
-        seconds = self._timeout(target)
-        # A stream may legitimately last minutes: bound the connect and each read, not the total.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
-        resp = await self._send("POST", "/v1/messages", payload=req, timeout=timeout, provider=target.provider)
+        resp = await self._send("POST", "/v1/messages", req, call=call, target=target, stream=True)
         translator = AnthropicStream(model=target.model, provider=target.provider)
         try:
             async for event in iter_sse(resp):
@@ -146,17 +158,16 @@ class AnthropicProvider:
                 if translator.finished:
                     break
             if not translator.finished:
-                raise ProviderError("provider_error", f"{target.provider}: stream ended before message_stop", retryable=True)
+                raise ProviderError("provider_error", f"{target.provider}: stream ended before message_stop")
         except TimeoutError:
-            raise ProviderError("provider_timeout", f"{target.provider}: stream stalled past the timeout", retryable=True) from None
+            raise ProviderError("provider_timeout", f"{target.provider}: stream stalled past the read timeout") from None
         except aiohttp.ClientError as exc:
-            raise ProviderError("provider_error", f"{target.provider}: stream cut off ({type(exc).__name__})", retryable=True) from None
+            raise ProviderError("provider_error", f"{target.provider}: stream broke ({type(exc).__name__})") from None
         finally:
-            # Early stop, cancellation or error: drop the connection instead of draining it.
             if translator.finished:
                 resp.release()
             else:
-                resp.close()
+                resp.close()  # client gone or error: drop the upstream connection, do not drain it
 
     async def completions(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
         raise GatewayError("invalid_request", f"{target.provider} serves chat only: use /v1/chat/completions", param="prompt")
@@ -171,5 +182,8 @@ class AnthropicProvider:
     async def list_models(self) -> list[str]:
         if self.config.models:
             return list(self.config.models)
-        data = await self._json("GET", "/v1/models?limit=1000", None, self.config.timeout, "anthropic")
+        try:
+            data = await self._json("GET", "/v1/models?limit=1000", None, call=None, target=None)
+        except ProviderError:
+            return []  # like the openai provider: an unreachable catalogue is an empty one
         return [m["id"] for m in data.get("data") or () if isinstance(m, Mapping) and m.get("id")]
