@@ -1,11 +1,41 @@
-"""Admin API under /api/ (JWT). ``setup(app, services)`` mounts its routes; the server calls it."""
+"""Admin API under /api/ behind JWT login. ``setup(app, services)`` mounts it; the server calls it.
+
+Routes: ``auth_routes`` (login/refresh/logout/me), ``project_routes`` (projects, API keys,
+provider keys), ``team_routes`` (org users, teams). Settings come from environment
+variables (``gateway/admin/settings.py``); the whole API is described in
+``gateway/http/openapi.py``. Handlers read ``services.store`` lazily: it is opened by the
+server's lifecycle after ``setup`` runs.
+"""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-__all__ = ["setup"]
+from aiohttp import web
+
+from . import auth_routes, project_routes, team_routes
+from .context import ADMIN, AdminContext
+from .settings import AdminSettings
+
+__all__ = ["setup", "ADMIN", "AdminContext", "AdminSettings"]
+
+log = logging.getLogger("watchllm.admin")
 
 
-def setup(app: Any, services: Any) -> None:
-    """Mount admin routes on ``app``. Filled in by the tenancy/admin work."""
-    return None
+def setup(app: web.Application, services: Any, settings: AdminSettings | None = None) -> None:
+    """Mount the admin routes on ``app`` (skipped when ``server.admin_enabled`` is false)."""
+    server = getattr(getattr(services, "config", None), "server", None)
+    if server is not None and not getattr(server, "admin_enabled", True):
+        return
+    ctx = AdminContext(services, settings)
+    app[ADMIN] = ctx
+    auth_routes.add_routes(app)
+    project_routes.add_routes(app)
+    team_routes.add_routes(app)
+
+    async def on_startup(_: web.Application) -> None:
+        # The server opens the store in a cleanup_ctx, which runs before on_startup handlers.
+        if services.store is not None:
+            await ctx.ready()
+
+    app.on_startup.append(on_startup)
