@@ -1,0 +1,202 @@
+"""OllamaProvider: the transport for Ollama's native API (``/api/chat``, ``/api/embed``, ``/api/tags``).
+
+The native API, not Ollama's OpenAI-compatible ``/v1`` (for that, the ``openai`` provider
+with ``base_url: http://localhost:11434/v1`` is enough): it streams NDJSON, reports token
+counts on every answer and takes per-request ``options`` such as ``num_ctx``.
+"""
+from __future__ import annotations
+
+import base64
+import struct
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Mapping
+
+import aiohttp
+import orjson
+
+from gateway.call import Call, Target
+from gateway.errors import GatewayError, ProviderError, provider_error_from_status
+from gateway.plugin import Services
+from gateway.upstream.sse import iter_ndjson_lines
+
+from .stream import OllamaStream
+from .translate import from_chat_response, to_chat_request
+
+__all__ = ["OllamaProvider", "OllamaConfig", "error_from_response"]
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class OllamaConfig:
+    base_url: str = field(default="http://localhost:11434", metadata={"help": "scheme://host[:port], without /api"})
+    api_key: str = field(default="", metadata={"help": "optional Bearer token, for an Ollama behind an authenticating proxy"})
+    timeout: float = field(default=600.0, metadata={"help": "total seconds for a non-streamed answer (model load included)"})
+    connect_timeout: float = 10.0
+    read_timeout: float = field(default=300.0, metadata={"help": "max seconds between two lines of a stream"})
+    keep_alive: str | None = field(default=None, metadata={"help": "how long Ollama keeps the model loaded, e.g. 5m, -1"})
+    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "default model options, e.g. {num_ctx: 8192}"})
+    headers: dict[str, str] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list, metadata={"help": "static model list; empty asks GET /api/tags"})
+
+    def validate(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        if min(self.timeout, self.connect_timeout, self.read_timeout) <= 0:
+            raise ValueError("timeouts must be positive")
+
+
+def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], provider: str) -> ProviderError:
+    """An Ollama error (``{"error": "model \\"x\\" not found, try pulling it first"}``) → ProviderError."""
+    message = raw.decode("utf-8", "replace")[:500] or f"HTTP {status}"
+    try:
+        parsed = orjson.loads(raw)
+        if isinstance(parsed, dict) and parsed.get("error"):
+            message = str(parsed["error"])[:500]
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        wait = float(headers["retry-after"]) if headers.get("retry-after") else None
+    except ValueError:
+        wait = None
+    exc = provider_error_from_status(status, f"{provider}: {message}", retry_after=wait)
+    if not exc.message.startswith(provider):
+        exc.message = f"{provider}: {exc.message}"
+    return exc
+
+
+def _embedding_value(values: list[float], encoding: str | None) -> Any:
+    if encoding == "base64":  # what the OpenAI SDKs ask for by default: little-endian float32
+        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+    return values
+
+
+class OllamaProvider:
+    """OpenAI chat and embeddings ⇄ Ollama ``/api/chat`` (NDJSON) and ``/api/embed``."""
+
+    Config = OllamaConfig
+    requires_api_key = False
+
+    def __init__(self, config: OllamaConfig, services: Services) -> None:
+        self.config = config
+        self._services = services
+        self._base = config.base_url.rstrip("/")
+        self._headers = {"content-type": "application/json", **config.headers}
+        if config.api_key:
+            self._headers["authorization"] = f"Bearer {config.api_key}"
+
+    # transport ------------------------------------------------------------------
+    def _session(self) -> aiohttp.ClientSession:
+        if self._services.http is None:
+            raise ProviderError("service_unavailable", "gateway HTTP client is not started", status=503)
+        return self._services.http
+
+    def _timeout(self, target: Target | None, stream: bool) -> aiohttp.ClientTimeout:
+        total = (target.timeout if target else None) or self.config.timeout
+        if stream:
+            return aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout, sock_read=min(self.config.read_timeout, total))
+        return aiohttp.ClientTimeout(total=total, connect=self.config.connect_timeout)
+
+    async def _send(self, method: str, path: str, payload: Any, *, target: Target | None, stream: bool) -> aiohttp.ClientResponse:
+        name = target.provider if target else "ollama"
+        data = orjson.dumps(payload) if payload is not None else None
+        try:
+            resp = await self._session().request(
+                method, self._base + path, data=data, headers=self._headers,
+                timeout=self._timeout(target, stream), allow_redirects=False,
+            )
+            if resp.status >= 400:
+                try:
+                    raw = await resp.content.read(MAX_ERROR_BODY)
+                finally:
+                    resp.release()
+                raise error_from_response(resp.status, raw, resp.headers, name)
+        except TimeoutError:
+            raise ProviderError("provider_timeout", f"{name}: no answer within the timeout", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError("provider_error", f"{name}: cannot reach upstream ({type(exc).__name__})", retryable=True) from None
+        return resp
+
+    async def _json(self, method: str, path: str, payload: Any, *, target: Target | None) -> Any:
+        name = target.provider if target else "ollama"
+        resp = await self._send(method, path, payload, target=target, stream=False)
+        try:
+            data = orjson.loads(await resp.read())
+        except TimeoutError:
+            raise ProviderError("provider_timeout", f"{name}: answer not finished within the timeout", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError("provider_error", f"{name}: answer cut off ({type(exc).__name__})", retryable=True) from None
+        except orjson.JSONDecodeError:
+            raise ProviderError("provider_error", f"{name}: answer is not JSON", upstream_status=resp.status) from None
+        finally:
+            resp.release()
+        if isinstance(data, dict) and data.get("error"):
+            raise ProviderError("provider_error", f"{name}: {data['error']}")
+        return data
+
+    def _chat_request(self, body: dict[str, Any], target: Target, stream: bool) -> dict[str, Any]:
+        return to_chat_request(body, model=target.model, stream=stream, defaults=self.config.options, keep_alive=self.config.keep_alive)
+
+    # the Provider protocol ------------------------------------------------------
+    async def chat(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
+        resp = await self._json("POST", "/api/chat", self._chat_request(body, target, False), target=target)
+        return from_chat_response(resp, model=target.model)
+
+    async def chat_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
+        resp = await self._send("POST", "/api/chat", self._chat_request(body, target, True), target=target, stream=True)
+        translator = OllamaStream(model=target.model, provider=target.provider)
+        try:
+            async for line in iter_ndjson_lines(resp):
+                try:
+                    data = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise ProviderError("provider_error", f"{target.provider}: malformed stream line") from None
+                for chunk in translator.feed(data):
+                    yield chunk
+                if translator.finished:
+                    break
+            if not translator.finished:
+                raise ProviderError("provider_error", f"{target.provider}: stream ended before done")
+        except TimeoutError:
+            raise ProviderError("provider_timeout", f"{target.provider}: stream stalled past the read timeout") from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError("provider_error", f"{target.provider}: stream broke ({type(exc).__name__})") from None
+        finally:
+            if translator.finished:
+                resp.release()
+            else:
+                resp.close()  # client gone or error: drop the upstream connection, do not drain it
+
+    async def completions(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
+        raise GatewayError("invalid_request", f"{target.provider} serves chat only: use /v1/chat/completions", param="prompt")
+
+    async def completions_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
+        raise GatewayError("invalid_request", f"{target.provider} serves chat only: use /v1/chat/completions", param="prompt")
+        yield {}  # pragma: no cover - makes this an async generator
+
+    async def embeddings(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
+        texts = body.get("input")
+        if not (isinstance(texts, str) or (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts))):
+            raise GatewayError("invalid_request", "ollama embeds text: input must be a string or a list of strings", param="input")
+        req: dict[str, Any] = {"model": target.model, "input": texts}
+        if body.get("dimensions"):
+            req["dimensions"] = int(body["dimensions"])
+        if self.config.keep_alive is not None:
+            req["keep_alive"] = self.config.keep_alive
+        resp = await self._json("POST", "/api/embed", req, target=target)
+        encoding = body.get("encoding_format")
+        data = [
+            {"object": "embedding", "index": i, "embedding": _embedding_value(vec, encoding)}
+            for i, vec in enumerate(resp.get("embeddings") or ())
+        ]
+        tokens = int(resp.get("prompt_eval_count") or 0)
+        return {"object": "list", "data": data, "model": target.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    async def list_models(self) -> list[str]:
+        if self.config.models:
+            return list(self.config.models)
+        try:
+            data = await self._json("GET", "/api/tags", None, target=None)
+        except ProviderError:
+            return []  # like the openai provider: an unreachable catalogue is an empty one
+        return [str(m.get("name") or m.get("model")) for m in data.get("models") or () if isinstance(m, Mapping) and (m.get("name") or m.get("model"))]
