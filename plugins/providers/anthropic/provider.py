@@ -27,7 +27,7 @@ MAX_ERROR_BODY = 64 * 1024
 
 @dataclass(frozen=True, kw_only=True)
 class AnthropicConfig:
-    api_key: str = field(default="", metadata={"help": "sent as x-api-key; use ${ANTHROPIC_API_KEY}"})
+    api_key: str = field(default="", repr=False, metadata={"help": "sent as x-api-key; use ${ANTHROPIC_API_KEY}"})
     base_url: str = field(default="https://api.anthropic.com", metadata={"help": "scheme://host[:port], without /v1"})
     version: str = field(default="2023-06-01", metadata={"help": "the anthropic-version header"})
     timeout: float = field(default=600.0, metadata={"help": "total seconds for a non-streamed answer"})

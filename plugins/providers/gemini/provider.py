@@ -31,7 +31,7 @@ MAX_ERROR_BODY = 64 * 1024
 
 @dataclass(frozen=True, kw_only=True)
 class GeminiConfig:
-    api_key: str = field(default="", metadata={"help": "sent as x-goog-api-key; use ${GEMINI_API_KEY}"})
+    api_key: str = field(default="", repr=False, metadata={"help": "sent as x-goog-api-key; use ${GEMINI_API_KEY}"})
     base_url: str = field(default="https://generativelanguage.googleapis.com", metadata={"help": "scheme://host[:port]"})
     api_version: str = field(default="v1beta", metadata={"help": "path segment before /models"})
     timeout: float = field(default=600.0, metadata={"help": "total seconds for a non-streamed answer"})

@@ -30,7 +30,7 @@ MAX_ERROR_BODY = 64 * 1024
 @dataclass(frozen=True, kw_only=True)
 class OllamaConfig:
     base_url: str = field(default="http://localhost:11434", metadata={"help": "scheme://host[:port], without /api"})
-    api_key: str = field(default="", metadata={"help": "optional Bearer token, for an Ollama behind an authenticating proxy"})
+    api_key: str = field(default="", repr=False, metadata={"help": "optional Bearer token, for an Ollama behind an authenticating proxy"})
     timeout: float = field(default=600.0, metadata={"help": "total seconds for a non-streamed answer (model load included)"})
     connect_timeout: float = 10.0
     read_timeout: float = field(default=300.0, metadata={"help": "max seconds between two lines of a stream"})
