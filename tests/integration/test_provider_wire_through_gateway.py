@@ -85,3 +85,14 @@ async def test_an_ollama_model_that_is_not_pulled_is_the_sdks_not_found_error(up
     upstream.routes["POST /api/chat"] = upstream.json({"error": 'model "llama3.2" not found, try pulling it first'}, status=404)
     with pytest.raises(openai.NotFoundError):
         await client.chat.completions.create(model="llama", messages=[{"role": "user", "content": "hi"}])
+
+
+async def test_an_anthropic_error_mid_stream_reaches_the_sdk_as_an_error_after_the_partial_text(upstream, client) -> None:
+    upstream.routes["POST /v1/messages"] = upstream.stream(split_sse(sse_bytes("anthropic", "stream_error.sse")), "text/event-stream")
+    stream = await client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}], stream=True)
+    text = []
+    with pytest.raises(openai.APIError):
+        async for chunk in stream:
+            text.extend(c.delta.content or "" for c in chunk.choices)
+    assert "".join(text) == "Partial"
+    assert len(upstream.requests) == 1  # bytes had reached the client: no second attempt
