@@ -13,7 +13,7 @@ ciphertext copied to another row (or decrypted under another key id) fails. The
 blob is ``b"\\x01" + key_id(8 ascii) + nonce(12) + ciphertext+tag``; the key id names
 which master key sealed it, so keys can be rotated: set the new key in
 ``WATCHLLM_MASTER_KEY`` and the old ones in ``WATCHLLM_MASTER_KEYS_OLD`` (comma
-separated) until ``watchllm`` has re-sealed every row (``MasterKeys.reseal``).
+separated) until every row is re-sealed (``MasterKeys.needs_reseal``; no CLI job for it yet).
 """
 from __future__ import annotations
 
