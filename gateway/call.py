@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Generic, Mapping, TypeVar
 
-__all__ = ["Call", "Endpoint", "Project", "ApiKeyInfo", "Target", "Usage", "StashKey", "UsageFacts"]
+__all__ = ["Call", "Endpoint", "Project", "ApiKeyInfo", "Target", "Usage", "StashKey", "UsageFacts", "PROVIDER_KEYS"]
 
 T = TypeVar("T")
 
@@ -25,6 +25,11 @@ class StashKey(Generic[T]):
 
     def __repr__(self) -> str:
         return f"StashKey({self.name!r})"
+
+
+# A project's own provider credentials (provider instance name → plaintext key), set by `auth`
+# for the request's lifetime only. Never copied into facts, logs or usage records.
+PROVIDER_KEYS: "StashKey[dict[str, str]]"
 
 
 class Endpoint:
@@ -154,9 +159,17 @@ class Call:
     def stash_set(self, key: StashKey[T], value: T) -> None:
         self._stash[key] = value
 
+    def provider_key(self, provider: str) -> str | None:
+        """The project's own key for a provider instance (config ``providers:`` name), if it stored one."""
+        keys = self._stash.get(PROVIDER_KEYS)
+        return keys.get(provider) if keys else None
+
     def prompt_text(self) -> str:
         """All text the client sent as prompt (messages, prompt, input), joined by newlines."""
         return "\n".join(iter_prompt_texts(self.body))
+
+
+PROVIDER_KEYS = StashKey("provider_keys")
 
 
 def iter_prompt_texts(body: Mapping[str, Any]):

@@ -49,7 +49,7 @@ from gateway.reply import Reply
 __all__ = ["Auth", "AuthConfig", "PROVIDER_KEYS"]
 
 log = logging.getLogger("watchllm.auth")
-PROVIDER_KEYS: StashKey[dict[str, str]] = StashKey("provider_keys")
+from gateway.call import PROVIDER_KEYS  # noqa: E402  (re-exported for plugins and tests)
 _INVALID = "Invalid API key. Create one with `watchllm keys create --project NAME`."
 _MISSING = "Missing API key: send `Authorization: Bearer lgw_...` or `X-API-Key`."
 

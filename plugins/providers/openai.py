@@ -98,8 +98,8 @@ class OpenAIProvider:
             return aiohttp.ClientTimeout(total=None, connect=self.cfg.connect_timeout, sock_read=min(self.cfg.read_timeout, total))
         return aiohttp.ClientTimeout(total=total, connect=self.cfg.connect_timeout)
 
-    def headers_for(self, call: Call) -> dict[str, str]:
-        override = call.facts.extra.get("provider_api_key")  # a project's own key (tenancy)
+    def headers_for(self, call: Call, target: Target) -> dict[str, str]:
+        override = call.provider_key(target.provider)  # a project's own key (tenancy)
         if override:
             return {**self._headers, "Authorization": f"Bearer {override}"}
         return self._headers
@@ -107,7 +107,7 @@ class OpenAIProvider:
     async def _post(self, path: str, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
         try:
             async with self._session().post(
-                f"{self.base}{path}", data=orjson.dumps(body), headers=self.headers_for(call), timeout=self._timeout(target, False),
+                f"{self.base}{path}", data=orjson.dumps(body), headers=self.headers_for(call, target), timeout=self._timeout(target, False),
                 allow_redirects=False,
             ) as resp:
                 if resp.status >= 400:
@@ -130,7 +130,7 @@ class OpenAIProvider:
             body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
         try:
             resp = await self._session().post(
-                f"{self.base}{path}", data=orjson.dumps(body), headers=self.headers_for(call),
+                f"{self.base}{path}", data=orjson.dumps(body), headers=self.headers_for(call, target),
                 timeout=self._timeout(target, True), allow_redirects=False,
             )
         except asyncio.TimeoutError:

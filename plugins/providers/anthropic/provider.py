@@ -92,8 +92,8 @@ class AnthropicProvider:
             raise ProviderError("service_unavailable", "gateway HTTP client is not started", status=503)
         return http
 
-    def headers_for(self, call: Call | None) -> dict[str, str]:
-        override = call.facts.extra.get("provider_api_key") if call is not None else None  # a project's own key
+    def headers_for(self, call: Call | None, target: Target | None = None) -> dict[str, str]:
+        override = call.provider_key(target.provider) if call is not None and target is not None else None  # a project's own key
         return {**self._headers, "x-api-key": override} if override else self._headers
 
     def _timeout(self, target: Target | None, stream: bool) -> aiohttp.ClientTimeout:
@@ -108,7 +108,7 @@ class AnthropicProvider:
         data = orjson.dumps(payload) if payload is not None else None
         try:
             resp = await self._session().request(
-                method, self._base + path, data=data, headers=self.headers_for(call),
+                method, self._base + path, data=data, headers=self.headers_for(call, target),
                 timeout=self._timeout(target, stream), allow_redirects=False,
             )
             if resp.status >= 400:
