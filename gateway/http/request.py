@@ -96,8 +96,9 @@ def validate_body(endpoint: str, body: dict[str, Any]) -> None:
         _require(isinstance(mt, int) and not isinstance(mt, bool) and mt >= 1, "`max_tokens` must be a positive integer", "max_tokens")
 
 
-def make_call(request: web.Request, endpoint: str, body: dict[str, Any], rid: str) -> Call:
-    validate_body(endpoint, body)
+def make_call(request: web.Request, endpoint: str, body: dict[str, Any], rid: str, *, validate: bool = True) -> Call:
+    if validate:
+        validate_body(endpoint, body)
     opts = body.get("stream_options")
     include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
     return Call(

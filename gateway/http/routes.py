@@ -44,13 +44,20 @@ def _proxy(endpoint: str) -> Any:
     return handler
 
 
+async def _accepted(call: Any) -> Any:
+    from ..reply import Reply
+
+    return Reply.json({})
+
+
 async def list_models(request: web.Request) -> web.Response:
+    """Aliases from config. When the pipeline has ``auth``, the same key check applies."""
     services = request.app[SERVICES]
-    authenticate = services.extras.get("authenticate")
     rid = request_id(request)
-    if authenticate is not None:
+    auth = services.extras.get("auth.keys")
+    if auth is not None:
         try:
-            await authenticate(request.headers, request.remote or "")
+            await auth(make_call(request, "models", {}, rid, validate=False), _accepted)
         except GatewayError as err:
             return error_response(err, rid)
     created = int(request.app[RUNTIME]["started_wall"])

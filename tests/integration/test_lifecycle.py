@@ -104,3 +104,16 @@ def test_third_party_plugin_runs_in_the_chain_from_yaml_alone(installed_thirdpar
     streamed = "".join(ch.choices[0].delta.content or "" for ch in
                        c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}], stream=True) if ch.choices)
     assert streamed == "MOCK ANSWER TO: HI"
+
+
+def test_models_list_requires_a_valid_key_when_auth_is_in_the_pipeline(gateway_factory, tmp_path):
+    gw = gateway_factory(base_config(tmp_path, pipeline=["auth", "router"]))
+    bad = openai.OpenAI(base_url=gw.base_url, api_key="lgw_proj_nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as exc:
+        bad.models.list()
+    assert exc.value.code == "invalid_api_key"
+    key = subprocess.run([sys.executable, "-m", "gateway.cli", "keys", "create", "--project", "demo", "--config", str(gw.config_path)],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path).stdout.strip().splitlines()[-1]
+    good = openai.OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
+    assert [m.id for m in good.models.list()] == ["mock"]
+    assert good.chat.completions.create(model="mock", messages=[{"role": "user", "content": "k"}]).choices[0].message.content
