@@ -1,0 +1,123 @@
+"""Normalized-request hashing: the cache scope and the exact key, in microseconds.
+
+Two requests may share an answer only if everything that changes the answer is
+the same. That is split in two:
+
+* the **scope** (project, endpoint, model alias, system prompt, tools, and the
+  answer-changing parameters) must match exactly, for the exact and the semantic
+  layer alike: a semantic hit is only ever looked for inside one scope;
+* the **conversation** (every non-system message) must match exactly for an
+  exact hit; the semantic layer compares the last user message by meaning and the
+  earlier turns with the context guard.
+
+Normalization is deliberately small (Unicode NFC, whitespace collapsed, trimmed):
+case and punctuation are kept because they can change an answer (code, names).
+Parameters that do not change the answer (``stream``, ``stream_options``, ``user``,
+``metadata``) are left out, so a streamed request can hit a JSON answer and back.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import orjson
+
+__all__ = ["CacheRequest", "normalize_text", "build_request", "ANSWER_PARAMS"]
+
+# Parameters that change what the model answers (sampling, format, limits, tools).
+ANSWER_PARAMS = (
+    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "presence_penalty",
+    "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice",
+    "functions", "function_call", "parallel_tool_calls", "reasoning_effort", "modalities", "audio", "n",
+    "suffix", "echo", "best_of", "prediction", "web_search_options", "verbosity",
+)
+
+_WS = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.blake2b(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRequest:
+    """What the cache needs to know about one request.
+
+    ``question`` is the last user message (the text embedded); ``context`` the earlier
+    non-system turns as ``(role, text)``; ``semantic_ok`` is False when the request
+    holds parts the semantic layer cannot compare (images, audio, tool messages).
+    """
+
+    scope: str
+    exact_key: str
+    question: str
+    context: tuple[tuple[str, str], ...]
+    semantic_ok: bool
+
+
+def _content_text(content: Any) -> tuple[str, bool]:
+    """The text of a message's content, and whether it was text only."""
+    if content is None:
+        return "", True
+    if isinstance(content, str):
+        return normalize_text(content), True
+    if isinstance(content, list):
+        texts, only_text = [], True
+        for part in content:
+            if isinstance(part, Mapping) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            else:
+                only_text = False
+        return normalize_text("\n".join(texts)), only_text
+    return normalize_text(str(content)), False
+
+
+def _message_key(m: Mapping[str, Any]) -> Any:
+    """A canonical form of one message: normalized text plus everything non-textual, verbatim."""
+    text, _ = _content_text(m.get("content"))
+    rest = {k: v for k, v in m.items() if k not in ("content", "role")}
+    content = m.get("content")
+    if isinstance(content, list):  # keep image URLs, audio etc. in the key
+        rest["parts"] = [p for p in content if not (isinstance(p, Mapping) and p.get("type", "text") == "text")]
+    return [m.get("role"), text, rest] if rest else [m.get("role"), text]
+
+
+def build_request(project_id: str, endpoint: str, body: Mapping[str, Any]) -> CacheRequest | None:
+    """Derive scope, exact key and the texts to compare; None when the body is not cacheable."""
+    params = {k: body[k] for k in ANSWER_PARAMS if k in body and body[k] is not None}
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        system: list[Any] = []
+        convo: list[Any] = []
+        turns: list[tuple[str, str]] = []
+        semantic_ok = True
+        for m in messages:
+            if not isinstance(m, Mapping):
+                return None
+            role = str(m.get("role") or "")
+            if role in ("system", "developer"):
+                system.append(_message_key(m))
+                continue
+            convo.append(_message_key(m))
+            text, only_text = _content_text(m.get("content"))
+            if not only_text or role not in ("user", "assistant") or m.get("tool_calls") or m.get("function_call"):
+                semantic_ok = False
+            turns.append((role, text))
+        if not turns or turns[-1][0] != "user":
+            return None  # nothing to answer, or a tool result in flight
+        question = turns[-1][1]
+        context = tuple(turns[:-1])
+    elif isinstance(body.get("prompt"), str):  # legacy completions: exact layer only
+        system, convo, question, context, semantic_ok = [], [normalize_text(body["prompt"])], "", (), False
+    else:
+        return None
+    scope = _digest([project_id, endpoint, str(body.get("model") or ""), system, params])
+    exact_key = _digest([scope, convo])
+    return CacheRequest(scope, exact_key, question, context, semantic_ok and bool(question))

@@ -1,0 +1,191 @@
+"""Correctness guards: two prompts that embed close together may still need different answers.
+
+MiniLM scores "Cancel my subscription" and "Don't cancel my subscription" at 0.97,
+higher than most true paraphrases, so no cosine threshold separates them. A
+semantic hit therefore also requires the two prompts to agree on the things that
+flip an answer while barely moving an embedding:
+
+* ``negation``  — the same number of negation cues (not, never, n't, without, ...);
+* ``number``    — the same numbers (digits and number words, "5" == "five");
+* ``time``      — the same dates and time words (months, weekdays, today, next year);
+* ``unit``      — the same units and currencies (km/miles, USD/EUR, C/F);
+* ``opposite``  — no word of an opposite pair on one side and its opposite on the other;
+* ``entity``    — every name on one side (capitalized words, acronyms, identifiers,
+  versions, quoted strings, known lower-case names) also appears on the other;
+* ``order``     — with a direction word (to, from, than, vs) the names come in the same order;
+* ``context``   — the earlier turns are the same or near-identical (word-sequence ratio),
+  and pass the guards above turn by turn.
+
+``Facts`` are extracted once per text (tens of microseconds) and stored with the
+entry; ``check`` compares two of them and names the first guard that fails.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import Sequence
+
+from .lexicon import AMBIGUOUS_TIME, DIRECTION_WORDS, KNOWN_NAMES, NEGATIONS, NUMBER_WORDS, OPPOSITES, STOPWORDS, TIME_WORDS, UNITS
+
+__all__ = ["Facts", "extract", "check", "check_context", "GUARDS"]
+
+GUARDS = ("negation", "number", "time", "unit", "opposite", "entity", "order", "context")
+
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9+#]*(?:['’][A-Za-z]+)?|\d+(?:[.,:/]\d+)*(?:st|nd|rd|th)?|[$€£%]|->")
+_IDENT = re.compile(r"`[^`]+`|\"[^\"]{1,60}\"|https?://\S+|\S+@\S+\.\w+|\b\w+(?:[._/]\w+)+\b|\b[a-z]+[A-Z]\w*\b|\b\w*\d\w*(?:[.-]\w+)*\b")
+_SENT_START = re.compile(r"(?:^|[.!?:\n]\s*)([A-Z][\w'’]*)")
+_ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
+_OPP_INDEX: dict[str, list[tuple[str, str]]] = {}
+for _a, _b in OPPOSITES:
+    _OPP_INDEX.setdefault(_a, []).append((_a, _b))
+    _OPP_INDEX.setdefault(_b, []).append((_a, _b))
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """The answer-flipping features of one text."""
+
+    words: tuple[str, ...]          # lower-case tokens, apostrophes removed
+    negations: int
+    numbers: tuple[str, ...]        # sorted canonical values
+    times: frozenset[str]
+    units: frozenset[str]
+    opposites: frozenset[str]       # words of the text that belong to an opposite pair
+    entities: tuple[str, ...]       # lower-case names in order of appearance
+    directional: bool
+
+
+def _canon_number(tok: str) -> str | None:
+    m = _ORDINAL.match(tok)
+    if m:
+        tok = m.group(1)
+    if tok[0].isdigit():
+        t = tok.replace(",", "") if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", tok) else tok
+        try:
+            v = float(t)
+        except ValueError:
+            return t  # 10:30, 1/2, 3.4.1 stay verbatim
+        return str(int(v)) if v == int(v) else str(v)
+    if tok in NUMBER_WORDS:
+        v = NUMBER_WORDS[tok]
+        return str(int(v)) if v == int(v) else str(v)
+    return None
+
+
+def _stem(w: str) -> str:
+    for suf in ("ing", "ed", "es", "s"):
+        if len(w) > len(suf) + 3 and w.endswith(suf):
+            return w[: -len(suf)]
+    return w
+
+
+def extract(text: str) -> Facts:
+    raw = _TOKEN.findall(text)
+    words = tuple(t.lower().replace("'", "").replace("’", "") for t in raw)
+    starts = {m.group(1) for m in _SENT_START.finditer(text)}
+    letters = [t for t in raw if t[0].isalpha() and t.lower() not in STOPWORDS]
+    title_case = len(letters) >= 3 and sum(t[0].isupper() for t in letters) > 0.6 * len(letters)
+
+    negations = 0
+    numbers: list[str] = []
+    times: set[str] = set()
+    units: set[str] = set()
+    opposites: set[str] = set()
+    entities: list[str] = []
+    for i, (tok, w) in enumerate(zip(raw, words)):
+        if w in NEGATIONS:
+            negations += 1
+        num = _canon_number(w)
+        if num is not None and not (w == "second" and _near_time(words, i)):
+            numbers.append(num)
+        if w in TIME_WORDS and (w not in AMBIGUOUS_TIME or _near_number(words, i)):
+            times.add(w)
+        if w in UNITS:
+            units.add(UNITS[w])
+        if w in _OPP_INDEX:
+            opposites.add(w)
+        if (w in KNOWN_NAMES or _is_name(tok, starts, title_case)) and w not in STOPWORDS:
+            entities.append(w[:-1] if w.endswith("s") and w[:-1] in KNOWN_NAMES else w)
+    for m in _IDENT.finditer(text):
+        ident = m.group(0).lower().strip('`"')
+        if not ident.isdigit() and _canon_number(ident) is None:
+            entities.append(ident)
+    return Facts(words, negations, tuple(sorted(numbers)), frozenset(times), frozenset(units), frozenset(opposites),
+                 tuple(dict.fromkeys(entities)), any(w in DIRECTION_WORDS for w in words))
+
+
+def _near_number(words: Sequence[str], i: int) -> bool:
+    return any(0 <= j < len(words) and _canon_number(words[j]) is not None for j in (i - 1, i + 1))
+
+
+def _near_time(words: Sequence[str], i: int) -> bool:
+    return i + 1 < len(words) and words[i + 1] in ("hand", "half")
+
+
+def _is_name(tok: str, starts: set[str], title_case: bool) -> bool:
+    if not tok[0].isupper() or tok == "I" or tok.startswith("I'"):
+        return False
+    if len(tok) > 1 and tok.isupper():
+        return True  # acronym
+    return not title_case and tok not in starts
+
+
+def _contains(words: frozenset[str], text_words: tuple[str, ...], entity: str) -> bool:
+    if " " in entity or "." in entity or "/" in entity or "_" in entity or "-" in entity:
+        return entity in " ".join(text_words) or entity.replace("-", "") in "".join(text_words)
+    return entity in words or _stem(entity) in {_stem(w) for w in words}
+
+
+def check(a: Facts, b: Facts) -> str | None:
+    """Return the name of the first guard the pair fails, or None when ``b`` may reuse ``a``'s answer."""
+    if a.negations != b.negations:
+        return "negation"
+    if a.numbers != b.numbers:
+        return "number"
+    if a.times != b.times:
+        return "time"
+    if a.units != b.units:
+        return "unit"
+    if a.opposites != b.opposites:
+        only_a, only_b = a.opposites - b.opposites, b.opposites - a.opposites
+        for w in only_a:
+            for x, y in _OPP_INDEX[w]:
+                other = y if w == x else x
+                if other in only_b:
+                    return "opposite"
+    wa, wb = frozenset(a.words), frozenset(b.words)
+    for e in a.entities:
+        if not _contains(wb, b.words, e):
+            return "entity"
+    for e in b.entities:
+        if not _contains(wa, a.words, e):
+            return "entity"
+    if a.directional and b.directional and len(a.entities) >= 2:
+        shared = [e for e in a.entities if e in b.entities]
+        if len(shared) >= 2 and shared != [e for e in b.entities if e in shared]:
+            return "order"
+    return None
+
+
+def check_context(a: Sequence[tuple[str, str]], b: Sequence[tuple[str, str]], min_ratio: float) -> bool:
+    """Earlier turns match: same roles, and each turn identical or near-identical and passing ``check``."""
+    if len(a) != len(b):
+        return False
+    for (ra, ta), (rb, tb) in zip(a, b):
+        if ra != rb:
+            return False
+        if ta == tb:
+            continue
+        fa, fb = extract(ta), extract(tb)
+        if fa.words == fb.words:
+            continue
+        if SequenceMatcher(None, fa.words, fb.words, autojunk=False).ratio() < min_ratio or check(fa, fb) is not None:
+            return False
+    return True
+
+
+def content_counter(f: Facts) -> Counter[str]:
+    """Content words (no stop words), for diagnostics in the evaluation."""
+    return Counter(w for w in f.words if w not in STOPWORDS)
