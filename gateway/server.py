@@ -25,6 +25,7 @@ from .plugin import Services
 from .pricing import Pricing
 from .http.errors import error_middleware
 from .http.keys import CHAIN, RUNTIME, SERVICES, WRITER
+from .http.protocol import GuardedRunner
 from .http.routes import setup_routes
 from .http.writer import ReplyWriter
 
@@ -127,8 +128,9 @@ def build_app(config: Config, *, services: Services | None = None) -> web.Applic
 
 def _runner(app: web.Application, config: Config) -> web.AppRunner:
     s = config.server
-    return web.AppRunner(
+    return GuardedRunner(
         app,
+        header_timeout=s.header_read_timeout,
         handler_cancellation=True,  # a client that disconnects cancels its upstream call
         access_log=logging.getLogger("watchllm.access") if s.access_log else None,
         keepalive_timeout=s.keepalive_timeout,
