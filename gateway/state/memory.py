@@ -1,0 +1,197 @@
+"""In-process counters (one gateway process). Same semantics as the Redis scripts.
+
+Each method body runs without an ``await``, so on one event loop it is a critical
+section: the check and the update cannot interleave with another request.
+The clock is injectable (``clock()`` returns epoch seconds) for deterministic tests.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable, Sequence
+
+from .base import BudgetScope, BudgetSpend, RateDecision, RateLimit, ReserveResult
+
+__all__ = ["MemoryState"]
+
+
+class _Log:
+    """Sliding-window log: (ts_ms, cost) in admission order plus the running total."""
+
+    __slots__ = ("entries", "total", "expire_at")
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[int, int]] = deque()
+        self.total = 0
+        self.expire_at = 0
+
+    def prune(self, cutoff: int) -> None:
+        e = self.entries
+        while e and e[0][0] <= cutoff:
+            self.total -= e.popleft()[1]
+
+    def reset_for(self, need: int, window: int, now: int) -> int:
+        acc = 0
+        for ts, cost in self.entries:
+            acc += cost
+            if acc >= need:
+                return ts + window
+        return now + window
+
+
+class _Budget:
+    __slots__ = ("spent", "reserved", "seeded", "holds", "expire_at")
+
+    def __init__(self) -> None:
+        self.spent = 0
+        self.reserved = 0
+        self.seeded = False
+        self.holds: dict[str, tuple[int, int]] = {}  # rid -> (amount, expires_ms)
+        self.expire_at = 0
+
+
+class MemoryState:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.failures: dict[str, int] = {}
+        self._logs: dict[str, _Log] = {}
+        self._fixed: dict[str, tuple[int, int]] = {}  # key -> (count, expire_ms)
+        self._budgets: dict[str, _Budget] = {}
+        self._leases: dict[str, dict[str, int]] = {}
+        self._ops = 0
+
+    def _now(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _gc(self, now: int) -> None:
+        """Drop idle counters now and then so memory follows the active tenants."""
+        self._ops += 1
+        if self._ops % 4096:
+            return
+        for k in [k for k, v in self._logs.items() if v.expire_at < now]:
+            del self._logs[k]
+        for k in [k for k, v in self._fixed.items() if v[1] < now]:
+            del self._fixed[k]
+        for k in [k for k, v in self._budgets.items() if v.expire_at and v.expire_at < now]:
+            del self._budgets[k]
+
+    # rate limits -------------------------------------------------------------
+    def _log(self, key: str) -> _Log:
+        log = self._logs.get(key)
+        if log is None:
+            log = self._logs[key] = _Log()
+        return log
+
+    async def rate_admit(self, rid: str, limits: Sequence[RateLimit]) -> RateDecision:
+        now = self._now()
+        self._gc(now)
+        used: list[int] = []
+        failing = -1
+        for i, lim in enumerate(limits):
+            if lim.window_ms > 0:
+                log = self._log(lim.key)
+                log.prune(now - lim.window_ms)
+                u = log.total
+            else:
+                count, exp = self._fixed.get(lim.key, (0, 0))
+                u = count if exp > now else 0
+            used.append(u)
+            if failing < 0 and u + lim.cost > lim.limit:
+                failing = i
+        admitted = failing < 0
+        remaining: list[int] = []
+        resets: list[int] = []
+        for i, lim in enumerate(limits):
+            u = used[i]
+            reset = lim.reset_ms
+            if admitted:
+                u += lim.cost
+                if lim.window_ms > 0:
+                    log = self._logs[lim.key]
+                    log.entries.append((now, lim.cost))
+                    log.total += lim.cost
+                    log.expire_at = now + lim.window_ms + 1000
+                else:
+                    self._fixed[lim.key] = (u, lim.reset_ms + 86_400_000)
+            if lim.window_ms > 0:
+                need = 1 if (not admitted and i != failing) else max(1, u + lim.cost - lim.limit)
+                reset = self._logs[lim.key].reset_for(need, lim.window_ms, now)
+            remaining.append(max(0, lim.limit - u))
+            resets.append(reset)
+        return RateDecision(admitted, failing, now, remaining, resets)
+
+    # budgets -----------------------------------------------------------------
+    def _budget(self, key: str) -> _Budget:
+        b = self._budgets.get(key)
+        if b is None:
+            b = self._budgets[key] = _Budget()
+        return b
+
+    async def budget_reserve(self, rid: str, amount: int, scopes: Sequence[BudgetScope], ttl_ms: int) -> ReserveResult:
+        now = self._now()
+        for i, s in enumerate(scopes):
+            b = self._budget(s.key)
+            if not b.seeded:
+                return ReserveResult("unseeded", i, now_ms=now)
+            for r in [r for r, (_, exp) in b.holds.items() if exp <= now]:
+                b.reserved -= b.holds.pop(r)[0]
+            if b.spent + b.reserved + amount > s.limit:
+                return ReserveResult("over", i, b.spent, b.reserved, now)
+        for s in scopes:
+            b = self._budgets[s.key]
+            b.reserved += amount
+            b.holds[rid] = (amount, now + ttl_ms)
+            b.expire_at = s.expire_at_ms
+        return ReserveResult("ok", now_ms=now)
+
+    async def budget_settle(self, rid: str, actual: int, scopes: Sequence[BudgetScope]) -> list[int]:
+        out: list[int] = []
+        for s in scopes:
+            b = self._budget(s.key)
+            hold = b.holds.pop(rid, None)
+            if hold is not None:
+                b.reserved -= hold[0]
+            if actual > 0:
+                b.spent += actual
+                b.expire_at = s.expire_at_ms
+            out.append(b.spent)
+        return out
+
+    async def budget_seed(self, scope: BudgetScope, spent: int, *, rebuild: bool = False) -> int:
+        b = self._budget(scope.key)
+        if not rebuild:
+            if b.seeded:
+                return b.spent
+            spent = max(spent, b.spent)
+        b.spent, b.seeded, b.expire_at = spent, True, scope.expire_at_ms
+        return spent
+
+    async def budget_get(self, key: str) -> BudgetSpend:
+        b = self._budgets.get(key)
+        if b is None:
+            return BudgetSpend(0, 0, False)
+        return BudgetSpend(b.spent, b.reserved, b.seeded)
+
+    # provider concurrency ----------------------------------------------------
+    async def inflight_acquire(self, key: str, limit: int, lease: str, ttl_ms: int) -> tuple[bool, int]:
+        now = self._now()
+        leases = self._leases.setdefault(key, {})
+        for k in [k for k, exp in leases.items() if exp <= now]:
+            del leases[k]
+        if len(leases) >= limit:
+            return False, len(leases)
+        leases[lease] = now + ttl_ms
+        return True, len(leases)
+
+    async def inflight_release(self, key: str, lease: str) -> int:
+        leases = self._leases.get(key)
+        if not leases:
+            return 0
+        leases.pop(lease, None)
+        return len(leases)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

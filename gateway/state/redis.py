@@ -1,0 +1,140 @@
+"""Counters in Redis shared by every gateway replica: one Lua script per decision.
+
+Scripts live in ``lua/`` (one file per decision) and run with EVALSHA; after a Redis
+restart redis-py reloads them on NOSCRIPT by itself. Time comes from Redis ``TIME``.
+
+Connection policy (FEASIBILITY.md §2): a ``BlockingConnectionPool`` (the default pool
+raises at ``max_connections`` instead of waiting), no client-side retries, and
+``timeout`` per command read (a stalled Redis costs about ``timeout`` before the caller's
+fail mode applies; a stopped one refuses at once), at least 0.5 s to connect. Dead connections are dropped and
+re-made on the next call: recovery needs no restart.
+
+Keys are not hash-tagged: the multi-key scripts assume one Redis (or a primary with
+replicas), not Redis Cluster.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import resources
+from typing import Any, Sequence
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from .base import BudgetScope, BudgetSpend, FailureLog, RateDecision, RateLimit, ReserveResult, StateUnavailable
+
+__all__ = ["RedisState", "SCRIPTS"]
+
+log = logging.getLogger("watchllm.state")
+
+SCRIPTS = ("rate_admit", "budget_reserve", "budget_settle", "budget_seed", "inflight_acquire", "inflight_release")
+
+
+def _load(name: str) -> str:
+    return resources.files("gateway.state").joinpath("lua", f"{name}.lua").read_text()
+
+
+class RedisState:
+    def __init__(self, url: str, *, timeout: float = 0.05, max_connections: int = 64, prefix: str = "wl:") -> None:
+        self.url = url
+        self.timeout = timeout
+        self.prefix = prefix
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=max(timeout * 2, 0.25),
+            socket_timeout=timeout, socket_connect_timeout=max(timeout, 0.5),
+            retry=Retry(NoBackoff(), 0), health_check_interval=0,
+        )
+        self.redis = aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+        self._scripts = {name: self.redis.register_script(_load(name)) for name in SCRIPTS}
+        self._fail = FailureLog(log)
+        self.failures = self._fail.counts
+        # A hard upper bound for one call on top of the socket timeouts (DNS, odd stalls).
+        # Connecting gets more time than a command: a burst that opens the pool from cold
+        # on a busy core needs it, and a Redis that is down refuses at once anyway.
+        self._deadline = max(timeout * 4, 1.0)
+
+    async def _run(self, op: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self._deadline):
+                out = await self._scripts[op](keys=keys, args=args)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._fail.record(op, exc)
+            raise StateUnavailable(f"{op}: {type(exc).__name__}: {exc}") from exc
+        if self._fail.down_since is not None:
+            self._fail.ok()
+        return out
+
+    def k(self, key: str) -> str:
+        return self.prefix + key
+
+    # rate limits -------------------------------------------------------------
+    async def rate_admit(self, rid: str, limits: Sequence[RateLimit]) -> RateDecision:
+        keys: list[str] = []
+        args: list[Any] = [rid, len(limits)]
+        for lim in limits:
+            keys += [self.prefix + "rl:" + lim.key, self.prefix + "rl:" + lim.key + ":t"]
+            args += [lim.limit, lim.window_ms, lim.cost, lim.reset_ms]
+        out = await self._run("rate_admit", keys, args)
+        rest = out[3:]
+        return RateDecision(bool(out[0]), int(out[1]) - 1, int(out[2]),
+                            [int(x) for x in rest[0::2]], [int(x) for x in rest[1::2]])
+
+    # budgets -----------------------------------------------------------------
+    def _bkeys(self, scopes: Sequence[BudgetScope]) -> list[str]:
+        keys: list[str] = []
+        for s in scopes:
+            keys += [self.prefix + "b:" + s.key, self.prefix + "b:" + s.key + ":r"]
+        return keys
+
+    async def budget_reserve(self, rid: str, amount: int, scopes: Sequence[BudgetScope], ttl_ms: int) -> ReserveResult:
+        args: list[Any] = [rid, amount, ttl_ms, len(scopes)]
+        for s in scopes:
+            args += [s.limit, s.expire_at_ms]
+        out = await self._run("budget_reserve", self._bkeys(scopes), args)
+        if out[0] == 1:
+            return ReserveResult("ok", now_ms=int(out[1]))
+        status = "over" if out[0] == 0 else "unseeded"
+        return ReserveResult(status, int(out[1]) - 1, int(out[2]), int(out[3]), int(out[4]))
+
+    async def budget_settle(self, rid: str, actual: int, scopes: Sequence[BudgetScope]) -> list[int]:
+        args: list[Any] = [rid, actual, len(scopes), *(s.expire_at_ms for s in scopes)]
+        out = await self._run("budget_settle", self._bkeys(scopes), args)
+        return [int(x) for x in out]
+
+    async def budget_seed(self, scope: BudgetScope, spent: int, *, rebuild: bool = False) -> int:
+        out = await self._run("budget_seed", [self.prefix + "b:" + scope.key],
+                              [spent, scope.expire_at_ms, "rebuild" if rebuild else "seed"])
+        return int(out)
+
+    async def budget_get(self, key: str) -> BudgetSpend:
+        try:
+            async with asyncio.timeout(self._deadline):
+                spent, reserved, seeded = await self.redis.hmget(self.prefix + "b:" + key, "spent", "reserved", "seeded")
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._fail.record("budget_get", exc)
+            raise StateUnavailable(f"budget_get: {exc}") from exc
+        return BudgetSpend(int(spent or 0), int(reserved or 0), seeded is not None)
+
+    # provider concurrency ----------------------------------------------------
+    async def inflight_acquire(self, key: str, limit: int, lease: str, ttl_ms: int) -> tuple[bool, int]:
+        out = await self._run("inflight_acquire", [self.prefix + "if:" + key], [limit, ttl_ms, lease])
+        return bool(out[0]), int(out[1])
+
+    async def inflight_release(self, key: str, lease: str) -> int:
+        return int(await self._run("inflight_release", [self.prefix + "if:" + key], [lease]))
+
+    # lifecycle ---------------------------------------------------------------
+    async def ping(self) -> None:
+        try:
+            async with asyncio.timeout(self._deadline):
+                await self.redis.ping()
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._fail.record("ping", exc)
+            raise StateUnavailable(f"ping: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.redis.connection_pool.disconnect()
