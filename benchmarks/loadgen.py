@@ -80,7 +80,11 @@ class BodySource:
     Unique bodies defeat exact caches, so a "cache miss" scenario really misses.
     """
 
-    def __init__(self, body: dict[str, Any]) -> None:
+    # Plain lower-case words, for counters that must not look like numbers or names to a cache's guards.
+    WORDS = ("really", "briefly", "clearly", "simply", "kindly", "plainly", "gently", "calmly")
+
+    def __init__(self, body: dict[str, Any], *, words: bool = False) -> None:
+        self.words = words
         raw = orjson.dumps(body)
         if b"{n}" in raw:
             self.prefix, _, self.suffix = raw.partition(b"{n}")
@@ -98,7 +102,18 @@ class BodySource:
         if self.fixed is not None:
             return self.fixed
         self._n += 1
-        return self.prefix + str(self._n).encode() + self.suffix
+        return self.prefix + (self._word_counter(self._n) if self.words else str(self._n).encode()) + self.suffix
+
+    @classmethod
+    def _word_counter(cls, n: int) -> bytes:
+        """n written in base 8 with words: unique per request, no digits (e.g. 'clearly briefly really')."""
+        out = []
+        while True:
+            n, d = divmod(n, len(cls.WORDS))
+            out.append(cls.WORDS[d])
+            if n == 0:
+                break
+        return " ".join(out).encode()
 
 
 @dataclass
