@@ -64,7 +64,8 @@ class SentenceTransformerBackend:
             raise ModelMissing("sentence-transformers/torch are not installed: pip install 'watchllm[semantic]'") from exc
         torch.set_num_threads(1)
         self._model = SentenceTransformer(str(path), device="cpu")
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 384)
+        dim_fn = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dim_fn() or 384)
 
     def encode(self, texts: list[str]) -> Any:
         import numpy as np

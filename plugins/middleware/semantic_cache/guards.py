@@ -54,6 +54,7 @@ class Facts:
     units: frozenset[str]
     opposites: frozenset[str]       # words of the text that belong to an opposite pair
     entities: tuple[str, ...]       # lower-case names in order of appearance
+    ordered: tuple[str, ...]        # names and units in order of appearance (for the order guard)
     directional: bool
 
 
@@ -74,6 +75,13 @@ def _canon_number(tok: str) -> str | None:
     return None
 
 
+def _word(tok: str) -> str:
+    w = tok.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]  # possessive (and "it's", "what's": the verb carries no fact)
+    return w.replace("'", "")
+
+
 def _stem(w: str) -> str:
     for suf in ("ing", "ed", "es", "s"):
         if len(w) > len(suf) + 3 and w.endswith(suf):
@@ -83,7 +91,7 @@ def _stem(w: str) -> str:
 
 def extract(text: str) -> Facts:
     raw = _TOKEN.findall(text)
-    words = tuple(t.lower().replace("'", "").replace("’", "") for t in raw)
+    words = tuple(_word(t) for t in raw)
     starts = {m.group(1) for m in _SENT_START.finditer(text)}
     letters = [t for t in raw if t[0].isalpha() and t.lower() not in STOPWORDS]
     title_case = len(letters) >= 3 and sum(t[0].isupper() for t in letters) > 0.6 * len(letters)
@@ -94,6 +102,7 @@ def extract(text: str) -> Facts:
     units: set[str] = set()
     opposites: set[str] = set()
     entities: list[str] = []
+    ordered: list[str] = []
     for i, (tok, w) in enumerate(zip(raw, words)):
         if w in NEGATIONS:
             negations += 1
@@ -104,16 +113,18 @@ def extract(text: str) -> Facts:
             times.add(w)
         if w in UNITS:
             units.add(UNITS[w])
+            ordered.append(UNITS[w])
         if w in _OPP_INDEX:
             opposites.add(w)
-        if (w in KNOWN_NAMES or _is_name(tok, starts, title_case)) and w not in STOPWORDS:
+        if (w in KNOWN_NAMES or _is_name(tok, starts, title_case)) and w not in STOPWORDS and w not in UNITS and w not in TIME_WORDS:
             entities.append(w[:-1] if w.endswith("s") and w[:-1] in KNOWN_NAMES else w)
+            ordered.append(entities[-1])
     for m in _IDENT.finditer(text):
         ident = m.group(0).lower().strip('`"')
         if not ident.isdigit() and _canon_number(ident) is None:
             entities.append(ident)
     return Facts(words, negations, tuple(sorted(numbers)), frozenset(times), frozenset(units), frozenset(opposites),
-                 tuple(dict.fromkeys(entities)), any(w in DIRECTION_WORDS for w in words))
+                 tuple(dict.fromkeys(entities)), tuple(dict.fromkeys(ordered)), any(w in DIRECTION_WORDS for w in words))
 
 
 def _near_number(words: Sequence[str], i: int) -> bool:
@@ -162,9 +173,9 @@ def check(a: Facts, b: Facts) -> str | None:
     for e in b.entities:
         if not _contains(wa, a.words, e):
             return "entity"
-    if a.directional and b.directional and len(a.entities) >= 2:
-        shared = [e for e in a.entities if e in b.entities]
-        if len(shared) >= 2 and shared != [e for e in b.entities if e in shared]:
+    if a.directional and b.directional and len(a.ordered) >= 2:
+        shared = [e for e in a.ordered if e in b.ordered]
+        if len(shared) >= 2 and shared != [e for e in b.ordered if e in shared]:
             return "order"
     return None
 
