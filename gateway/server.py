@@ -118,7 +118,7 @@ def build_app(config: Config, *, services: Services | None = None) -> web.Applic
 
     app[WRITER] = ReplyWriter(pricing=services.pricing, body_fields=config.server.body_fields, final_hook=record_usage)
     setup_routes(app)
-    for module in ("gateway.admin", "gateway.http.metrics", "gateway.http.openapi", "gateway.http.extra_routes"):
+    for module in ("gateway.admin", "gateway.http.metrics", "gateway.http.openapi", "gateway.http.extra_routes", "gateway.http.tools_routes"):
         setup = _optional(module, "setup")
         if setup is not None:
             setup(app, services)
