@@ -4,12 +4,23 @@ Knobs (config options, and per request through ``x-mock-*`` headers when
 ``request_overrides`` is on): latency, chunk count and delay, error status,
 hang (a timeout), and a mid-stream cut. Token counts are derived from the text,
 so costs and limits behave as with a real provider.
+
+Tool-call scripting (deterministic, JSON and stream alike), for the tool loop's tests:
+
+* the request has ``tools`` (and ``tool_choice`` is not ``"none"``), the last message is
+  the user's and contains ``[[call NAME {json args}]]`` one or more times → the answer
+  is those tool calls (``finish_reason: tool_calls``), ids ``call_<n>_<i>``;
+* the last message(s) are ``tool`` results → the answer is ``Result: <r1>; <r2>``;
+  if the last user message also says ``[[loop]]``, the same calls are made again
+  instead (to exercise a round limit).
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
+import re
 import random
 import time
 from dataclasses import dataclass, field
@@ -35,6 +46,42 @@ class MockConfig:
     models: list[str] = field(default_factory=lambda: ["mock-1"])
     request_overrides: bool = field(default=True, metadata={"help": "honour x-mock-* request headers"})
     timeout: float = 30.0
+
+
+_CALL = re.compile(r"\[\[call\s+([A-Za-z0-9_.\-]+)(?:\s+(\{.*?\}))?\s*\]\]", re.DOTALL)
+
+
+def _scripted_tool_calls(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The tool calls the script asks for, or None for an ordinary answer."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    if not messages or not body.get("tools") or body.get("tool_choice") == "none":
+        return None
+    last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+    text = last_user.get("content") if last_user else None
+    if not isinstance(text, str):
+        return None
+    if messages[-1].get("role") == "tool" and "[[loop]]" not in text:
+        return None
+    if messages[-1].get("role") not in ("user", "tool"):
+        return None
+    rounds = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
+    calls = []
+    for i, m in enumerate(_CALL.finditer(text)):
+        calls.append({"id": f"call_{rounds}_{i}", "type": "function",
+                      "function": {"name": m.group(1), "arguments": m.group(2) or "{}"}})
+    return calls or None
+
+
+def _tool_results_text(body: dict[str, Any]) -> str | None:
+    """``Result: ...`` when the conversation ends with tool results."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    results: list[str] = []
+    for m in reversed(messages):
+        if m.get("role") != "tool":
+            break
+        content = m.get("content")
+        results.append(content if isinstance(content, str) else json.dumps(content))
+    return "Result: " + "; ".join(reversed(results)) if results else None
 
 
 def _tokens(text: str) -> int:
@@ -90,8 +137,11 @@ class MockProvider:
 
     def _answer(self, body: dict[str, Any], k: dict[str, Any]) -> tuple[str, int]:
         prompt = "\n".join(iter_prompt_texts(body))
+        tool_text = _tool_results_text(body)
         if k["reply"] is not None:
             text = k["reply"]
+        elif tool_text is not None:
+            text = tool_text
         else:
             last = ""
             for m in reversed(body.get("messages") or []):
@@ -115,6 +165,15 @@ class MockProvider:
         await self._before(k, target)
         text, ptoks = self._answer(body, k)
         n = body.get("n") or 1
+        tool_calls = _scripted_tool_calls(body)
+        if tool_calls:
+            args = "".join(tc["function"]["arguments"] for tc in tool_calls)
+            return {
+                "id": new_id(), "object": "chat.completion", "created": int(time.time()), "model": target.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": tool_calls},
+                             "finish_reason": "tool_calls", "logprobs": None}],
+                "usage": self._usage(ptoks, args),
+            }
         return {
             "id": new_id(), "object": "chat.completion", "created": int(time.time()), "model": target.model,
             "choices": [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None} for i in range(n)],
@@ -127,6 +186,14 @@ class MockProvider:
         text, ptoks = self._answer(body, k)
         cid, created = new_id(), int(time.time())
         base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": target.model}
+        tool_calls = _scripted_tool_calls(body)
+        if tool_calls:
+            yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}]}
+            for i, tc in enumerate(tool_calls):
+                yield {**base, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, **tc}]}, "finish_reason": None}]}
+            yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+            yield {**base, "choices": [], "usage": self._usage(ptoks, "".join(tc["function"]["arguments"] for tc in tool_calls))}
+            return
         pieces = max(1, int(k["chunks"]))
         size = max(1, -(-len(text) // pieces))
         parts = [text[i : i + size] for i in range(0, len(text), size)] or [""]
