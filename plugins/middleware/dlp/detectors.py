@@ -15,6 +15,7 @@ callable returning either.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -163,7 +164,8 @@ def builtin_names() -> list[str]:
     return list(seen)
 
 
-def load_plugin_detectors() -> list[Detector]:
+@functools.lru_cache(maxsize=1)
+def load_plugin_detectors() -> tuple[Detector, ...]:
     """Detectors from installed packages (``watchllm.dlp_detectors``); a broken plugin is logged and skipped."""
     found: list[Detector] = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -178,4 +180,4 @@ def load_plugin_detectors() -> list[Detector]:
                 found.append(d)
         except Exception as exc:  # noqa: BLE001 - a third-party plugin must not stop the gateway
             log.error("dlp: detector plugin %r could not be loaded: %s", ep.name, exc)
-    return found
+    return tuple(found)
