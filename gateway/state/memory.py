@@ -61,7 +61,7 @@ class MemoryState:
         self._ops = 0
 
     def _now(self) -> int:
-        return int(self.clock() * 1000)
+        return round(self.clock() * 1000)
 
     def _gc(self, now: int) -> None:
         """Drop idle counters now and then so memory follows the active tenants."""

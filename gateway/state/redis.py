@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -32,14 +32,18 @@ log = logging.getLogger("watchllm.state")
 
 SCRIPTS = ("rate_admit", "budget_reserve", "budget_settle", "budget_seed", "inflight_acquire", "inflight_release")
 
+_CLOCKED = frozenset({"rate_admit", "budget_reserve", "inflight_acquire"})
+
 
 def _load(name: str) -> str:
     return resources.files("gateway.state").joinpath("lua", f"{name}.lua").read_text()
 
 
 class RedisState:
-    def __init__(self, url: str, *, timeout: float = 0.05, max_connections: int = 64, prefix: str = "wl:") -> None:
+    def __init__(self, url: str, *, timeout: float = 0.05, max_connections: int = 64, prefix: str = "wl:",
+                 clock: Callable[[], float] | None = None) -> None:
         self.url = url
+        self.clock = clock  # tests only: epoch seconds passed to the scripts instead of Redis TIME
         self.timeout = timeout
         self.prefix = prefix
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -57,6 +61,8 @@ class RedisState:
         self._deadline = max(timeout * 4, 1.0)
 
     async def _run(self, op: str, keys: list[str], args: list[Any]) -> Any:
+        if self.clock is not None and op in _CLOCKED:
+            keys, args = [*keys, "__clock__"], [*args, round(self.clock() * 1000)]
         try:
             async with asyncio.timeout(self._deadline):
                 out = await self._scripts[op](keys=keys, args=args)
