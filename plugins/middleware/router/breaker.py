@@ -137,8 +137,9 @@ class Breaker:
         if self._epochs[i] != epoch:
             self._epochs[i], self._total[i], self._failed[i] = epoch, 0, 0
         self._total[i] += 1
-        if failed:
-            self._failed[i] += 1
+        if not failed:
+            return 0, 0  # only a failure can open the breaker: skip the sum
+        self._failed[i] += 1
         oldest = epoch - _BUCKETS + 1
         total = failed_n = 0
         for j in range(_BUCKETS):

@@ -60,8 +60,14 @@ class Strategy:
 
 class Weighted(Strategy):
     def order(self, targets: Sequence[Target]) -> list[Target]:
-        if len(targets) == 1:
+        n = len(targets)
+        if n == 1:
             return list(targets)
+        if n == 2:  # the common case, one draw: P(first = a) = w_a / (w_a + w_b)
+            a, b = targets
+            if a.weight <= 0 or b.weight <= 0:
+                return [t for t in targets if t.weight > 0]
+            return [a, b] if self.rng.random() * (a.weight + b.weight) < a.weight else [b, a]
         rnd = self.rng.random
         keyed = [(rnd() ** (1.0 / t.weight), t) for t in targets if t.weight > 0]
         keyed.sort(key=_first, reverse=True)
