@@ -191,6 +191,12 @@ def run(config: Config, *, config_path: str | None = None, host: str | None = No
         return asyncio.run(serve(config, host=host, port=port))
     import multiprocessing as mp
 
+    prom_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if prom_dir:  # stale files from a previous run would add old counts to /metrics
+        import shutil
+
+        shutil.rmtree(prom_dir, ignore_errors=True)
+        os.makedirs(prom_dir, exist_ok=True)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(config_path, host, port), daemon=False) for _ in range(workers)]
     for p in procs:

@@ -48,31 +48,3 @@ def setup(app: web.Application, services: Any) -> None:
         return web.Response(body=render(services.metrics), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/metrics", metrics)
-    _mount_observability_admin(app)
-
-
-def _mount_observability_admin(app: web.Application) -> None:
-    """Bridge: mount the usage/analytics/alerts admin routes next to the admin API.
-
-    Temporary until ``gateway.admin.setup`` registers these modules itself; a module whose
-    first route already exists is skipped, so the two can coexist during the change.
-    """
-    try:
-        from ..admin import ADMIN
-    except ImportError:
-        return
-    if ADMIN not in app:
-        return
-    import importlib
-
-    present = {getattr(r, "canonical", "") for r in app.router.resources()}
-    for name, sentinel in (("usage", "/api/requests"), ("analytics", "/api/dashboard/stats"), ("alerts", "/api/alerts")):
-        if sentinel in present:
-            continue
-        try:
-            module = importlib.import_module(f"gateway.admin.{name}")
-        except ImportError as exc:
-            if exc.name == f"gateway.admin.{name}":
-                continue
-            raise
-        module.add_routes(app)
