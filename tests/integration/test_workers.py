@@ -1,0 +1,22 @@
+"""`server.workers: 2` runs two processes on one port (SO_REUSEPORT); SIGTERM stops both, exit 0."""
+from __future__ import annotations
+
+import os
+
+import openai
+import psutil
+
+from tests.fixtures.gateway import base_config
+
+
+def test_two_workers_share_the_port_and_stop_cleanly(gateway_factory, tmp_path):
+    gw = gateway_factory(base_config(tmp_path, server={"workers": 2, "shutdown_timeout": 5}))
+    c = openai.OpenAI(base_url=gw.base_url, api_key="k", max_retries=0)
+    for _ in range(20):
+        assert c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "w"}]).choices
+    listening = {conn.pid for conn in psutil.net_connections("tcp") if conn.laddr and conn.laddr.port == gw.port and conn.status == "LISTEN"}
+    children = [ch for ch in psutil.Process(gw.proc.pid).children() if ch.pid in listening]
+    assert len(children) == 2  # two workers listen on the same port
+    assert gw.stop(timeout=20) == 0
+    assert not any(psutil.pid_exists(ch.pid) and psutil.Process(ch.pid).status() != psutil.STATUS_ZOMBIE for ch in children)
+    assert os.path.exists(gw.log_path)
