@@ -83,12 +83,16 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             started.append(obj)
         app[CHAIN] = build_chain(layers)
         app[RUNTIME]["layers"] = layers
+        app[RUNTIME]["plugins"] = started  # hot reload (gateway/reload.py) replaces this list with the live generation's
         app[RUNTIME]["ready"] = True
         log.info("watchllm ready: pipeline=%s models=%s", [e.name for e in config.pipeline], list(config.models))
         yield
     finally:
         app[RUNTIME]["ready"] = False
-        for obj in reversed(started):
+        finish = _optional("gateway.reload", "finish_retirements")  # hot reload: shut down retired generations
+        if finish is not None:
+            await finish(app)
+        for obj in reversed(app[RUNTIME].get("plugins", started)):
             shutdown = getattr(obj, "shutdown", None)
             if shutdown is not None:
                 try:
@@ -118,7 +122,7 @@ def build_app(config: Config, *, services: Services | None = None) -> web.Applic
 
     app[WRITER] = ReplyWriter(pricing=services.pricing, body_fields=config.server.body_fields, final_hook=record_usage)
     setup_routes(app)
-    for module in ("gateway.admin", "gateway.http.metrics", "gateway.http.openapi", "gateway.http.extra_routes", "gateway.http.tools_routes"):
+    for module in ("gateway.admin", "gateway.http.metrics", "gateway.http.openapi", "gateway.http.extra_routes", "gateway.http.tools_routes", "gateway.reload"):
         setup = _optional(module, "setup")
         if setup is not None:
             setup(app, services)
@@ -158,6 +162,9 @@ async def serve(config: Config, *, host: str | None = None, port: int | None = N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    on_sighup = _optional("gateway.reload", "on_sighup")  # hot reload: SIGHUP re-reads the YAML
+    if on_sighup is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_sighup, app)
     names = getattr(site, "name", "")
     log.info("serving on %s (pid %d)", names, os.getpid())
     print(f"watchllm serving on {names} (pid {os.getpid()})", flush=True)

@@ -43,5 +43,17 @@ async def list_tools(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json", headers={"x-request-id": rid})
 
 
+def _describe() -> None:
+    try:
+        from .openapi import op, register_paths
+    except ImportError:  # pragma: no cover - the OpenAPI document is optional
+        return
+    register_paths({"/v1/tools": {"get": op("Server-side tools offered to the caller's models", "v1",
+                                            out="OpenAIObject", errors=("401",), security="apiKey")}})
+
+
+_describe()
+
+
 def setup(app: web.Application, services: Services) -> None:
     app.router.add_get("/v1/tools", list_tools)
