@@ -89,6 +89,9 @@ def derive(meta: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
         if not name.startswith("full_minus_") or not full:
             continue
         mw = name.removeprefix("full_minus_")
+        if _get(r, "closed", "errors") or _get(full, "closed", "errors"):
+            shares[mw] = {"cpu_us_per_req": None, "wall_us_per_req": None, "note": "errors in the run: not comparable"}
+            continue
         cpu_full, cpu_minus = _get(full, "closed", "server_cpu_us_per_req"), _get(r, "closed", "server_cpu_us_per_req")
         rps_full, rps_minus = _get(full, "closed", "rps"), _get(r, "closed", "rps")
         shares[mw] = {
