@@ -163,7 +163,7 @@ class Router:
         rounds = 0
         while attempts < mc.max_attempts:
             progressed = False
-            open_, busy = 0, 0
+            open_ = 0
             for target in plan:
                 if attempts >= mc.max_attempts:
                     break
@@ -206,7 +206,6 @@ class Router:
                         except _Unavailable:
                             attempts -= 1
                             tried.pop()
-                            busy += 1
                             state.breaker.abandon()
                             break
                         except ProviderError as err:

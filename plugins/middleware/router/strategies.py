@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 from gateway.call import Target
 
@@ -43,8 +43,6 @@ class TargetState:
     def observe_latency(self, ms: float, alpha: float) -> None:
         self.ewma_ms = ms if self.ewma_ms is None else self.ewma_ms + alpha * (ms - self.ewma_ms)
 
-
-Order = Callable[[Sequence[Target]], list[Target]]
 
 
 class Strategy:

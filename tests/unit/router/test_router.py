@@ -283,3 +283,15 @@ async def test_router_overhead_per_request_is_small() -> None:
         best = min(best, (time.process_time() - t0 - base) / n * 1e6)
     print(f"router overhead: {best:.1f} µs CPU per request")
     assert best < 100
+
+
+async def test_everything_failing_costs_few_upstream_attempts_per_client_request_at_steady_state() -> None:
+    provs = {"a": FakeProvider(500), "b": FakeProvider(502)}
+    router = build({"main": {"targets": ["a/m", "b/m"], "max_attempts": 3}}, provs, breaker_failures=5, breaker_cooldown=60)
+    statuses = Counter()
+    for _ in range(100):
+        _, res = await run(router)
+        statuses[res.outcome.status] += 1
+    upstream = sum(len(p.calls) for p in provs.values())
+    assert upstream / 100 <= 1.2 and upstream == 10  # 5 per target, then the breakers answer
+    assert set(statuses) <= {502, 503} and statuses[503] >= 90
