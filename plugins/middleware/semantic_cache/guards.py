@@ -37,6 +37,10 @@ _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9+#]*(?:['’][A-Za-z]+)?|\d+(?:[.,:/]\d+
 _IDENT = re.compile(r"`[^`]+`|\"[^\"]{1,60}\"|https?://\S+|\S+@\S+\.\w+|\b\w+(?:[._/]\w+)+\b|\b[a-z]+[A-Z]\w*\b|\b\w*\d\w*(?:[.-]\w+)*\b")
 _SENT_START = re.compile(r"(?:^|[.!?:\n]\s*)([A-Z][\w'’]*)")
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
+_TIME_MODIFIERS = {"last": "last", "past": "last", "previous": "last", "next": "next", "coming": "next", "upcoming": "next",
+                   "this": "this", "current": "this"}
+_TIME_CANON = {w: w[:-1] for w in TIME_WORDS if w.endswith("s") and w[:-1] in TIME_WORDS}
+_SLOT_WORDS = frozenset({"from", "to", "into", "than", "vs", "versus", "with", "over"})
 _OPP_INDEX: dict[str, list[tuple[str, str]]] = {}
 for _a, _b in OPPOSITES:
     _OPP_INDEX.setdefault(_a, []).append((_a, _b))
@@ -48,6 +52,7 @@ class Facts:
     """The answer-flipping features of one text."""
 
     words: tuple[str, ...]          # lower-case tokens, apostrophes removed
+    flat: str                       # the lower-case text, for identifiers that span punctuation
     negations: int
     numbers: tuple[str, ...]        # sorted canonical values
     times: frozenset[str]
@@ -55,6 +60,7 @@ class Facts:
     opposites: frozenset[str]       # words of the text that belong to an opposite pair
     entities: tuple[str, ...]       # lower-case names in order of appearance
     ordered: tuple[str, ...]        # names and units in order of appearance (for the order guard)
+    slots: tuple[tuple[str, str], ...]  # (relation word, the content word after it): from X, to Y, than Z
     directional: bool
 
 
@@ -84,7 +90,7 @@ def _word(tok: str) -> str:
 
 def _stem(w: str) -> str:
     for suf in ("ing", "ed", "es", "s"):
-        if len(w) > len(suf) + 3 and w.endswith(suf):
+        if len(w) > len(suf) + 2 and w.endswith(suf):
             return w[: -len(suf)]
     return w
 
@@ -107,10 +113,12 @@ def extract(text: str) -> Facts:
         if w in NEGATIONS:
             negations += 1
         num = _canon_number(w)
-        if num is not None and not (w == "second" and _near_time(words, i)):
+        if num is not None and not (w == "second" and _near_time(words, i)) and not (w == "one" and (tok[-2:] in ("'s", "’s") or _pronoun_one(words, i))):
             numbers.append(num)
         if w in TIME_WORDS and (w not in AMBIGUOUS_TIME or _near_number(words, i)):
-            times.add(w)
+            times.add(_TIME_CANON.get(w, w))
+        if w in _TIME_MODIFIERS and i + 1 < len(words) and words[i + 1] in TIME_WORDS:
+            times.add(f"{_TIME_MODIFIERS[w]} {_TIME_CANON.get(words[i + 1], words[i + 1])}")
         if w in UNITS:
             units.add(UNITS[w])
             ordered.append(UNITS[w])
@@ -123,12 +131,28 @@ def extract(text: str) -> Facts:
         ident = m.group(0).lower().strip('`"')
         if not ident.isdigit() and _canon_number(ident) is None:
             entities.append(ident)
-    return Facts(words, negations, tuple(sorted(numbers)), frozenset(times), frozenset(units), frozenset(opposites),
-                 tuple(dict.fromkeys(entities)), tuple(dict.fromkeys(ordered)), any(w in DIRECTION_WORDS for w in words))
+    slots = []
+    for i, w in enumerate(words):
+        if w in _SLOT_WORDS:
+            nxt = next((x for x in words[i + 1 : i + 4] if x not in STOPWORDS), None)
+            if nxt is not None:
+                slots.append((w, nxt))
+    return Facts(words, " ".join(text.lower().split()), negations, tuple(sorted(numbers)), frozenset(times), frozenset(units), frozenset(opposites),
+                 tuple(dict.fromkeys(entities)), tuple(dict.fromkeys(ordered)), tuple(slots), any(w in DIRECTION_WORDS for w in words))
 
 
 def _near_number(words: Sequence[str], i: int) -> bool:
     return any(0 <= j < len(words) and _canon_number(words[j]) is not None for j in (i - 1, i + 1))
+
+
+_ONE_DET = frozenset({"no", "some", "any", "every", "each", "the", "which", "this", "that", "anyone", "someone", "everyone", "if", "when"})
+
+
+def _pronoun_one(words: Sequence[str], i: int) -> bool:
+    """'one' as a pronoun ("if one wakes up", "one of the best", "which one"), not the number 1."""
+    prev = words[i - 1] if i > 0 else ""
+    nxt = words[i + 1] if i + 1 < len(words) else ""
+    return prev in _ONE_DET or nxt in ("of", "another", "") or nxt in STOPWORDS
 
 
 def _near_time(words: Sequence[str], i: int) -> bool:
@@ -143,9 +167,9 @@ def _is_name(tok: str, starts: set[str], title_case: bool) -> bool:
     return not title_case and tok not in starts
 
 
-def _contains(words: frozenset[str], text_words: tuple[str, ...], entity: str) -> bool:
-    if " " in entity or "." in entity or "/" in entity or "_" in entity or "-" in entity:
-        return entity in " ".join(text_words) or entity.replace("-", "") in "".join(text_words)
+def _contains(f: Facts, words: frozenset[str], entity: str) -> bool:
+    if not entity.isalnum():  # an identifier, version, path or quoted string: look in the raw text
+        return entity in f.flat or entity.replace("-", "") in "".join(f.words)
     return entity in words or _stem(entity) in {_stem(w) for w in words}
 
 
@@ -168,15 +192,20 @@ def check(a: Facts, b: Facts) -> str | None:
                     return "opposite"
     wa, wb = frozenset(a.words), frozenset(b.words)
     for e in a.entities:
-        if not _contains(wb, b.words, e):
+        if not _contains(b, wb, e):
             return "entity"
     for e in b.entities:
-        if not _contains(wa, a.words, e):
+        if not _contains(a, wa, e):
             return "entity"
     if a.directional and b.directional and len(a.ordered) >= 2:
         shared = [e for e in a.ordered if e in b.ordered]
         if len(shared) >= 2 and shared != [e for e in b.ordered if e in shared]:
             return "order"
+    sa, sb = set(a.slots), set(b.slots)
+    for r1, x in sa - sb:
+        for r2, y in sa - sb:
+            if r1 != r2 and x != y and (r1, y) in sb and (r2, x) in sb:
+                return "order"  # "from savings to checking" / "from checking to savings"
     return None
 
 

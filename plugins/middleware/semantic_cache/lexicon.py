@@ -65,7 +65,8 @@ OPPOSITES = [tuple(p.split("/")) for p in (
     "compress/decompress lock/unlock mount/unmount subscribe/unsubscribe cancel/renew cancel/keep "
     "delete/restore delete/create create/destroy freeze/unfreeze merge/split serialize/deserialize "
     "morning/evening day/night summer/winter spring/autumn weekday/weekend dog/cat cats/dogs tea/coffee "
-    "read/write reading/writing vegetarian/vegan sweet/sour wet/dry"
+    "read/write reading/writing vegetarian/vegan sweet/sour wet/dry cause/consequence causes/consequences "
+    "causes/effects cause/effect time/space"
 ).split()]
 
 DIRECTION_WORDS = frozenset({"to", "into", "from", "than", "vs", "versus", "->"})

@@ -26,6 +26,8 @@ def verdict(a: str, b: str) -> str | None:
     ("Who founded Microsoft?", "Who founded Apple?", "entity"),
     ("Convert Celsius to Fahrenheit", "Convert Fahrenheit to Celsius", "order"),
     ("Is Python faster than Java?", "Is Java faster than Python?", "order"),
+    ("Transfer money from savings to checking", "Transfer money from checking to savings", "order"),
+    ("What's on my calendar for next week?", "What's on my calendar for last week?", "time"),
 ])
 def test_trap_pairs_are_rejected_by_the_right_guard(a, b, guard):
     assert verdict(a, b) == guard
@@ -39,6 +41,9 @@ def test_trap_pairs_are_rejected_by_the_right_guard(a, b, guard):
     ("Why can't I sleep at night?", "Why am I not able to sleep at night?"),
     ("What is the capital of France?", "What's France's capital?"),
     ("Convert 1,000 USD to EUR", "Convert 1000 dollars to euros"),
+    ("Set a timer for 10 minutes", "Start a 10 minute timer"),
+    ("What is the best way to discover one's true passion?", "How can I discover my true passion?"),
+    ("The `max_shard_size` parameter sets the shard size", "Use max_shard_size to set the size of a shard"),
 ])
 def test_true_paraphrases_pass(a, b):
     assert verdict(a, b) is None
