@@ -104,32 +104,32 @@ async def test_half_open_probe_brings_traffic_back_after_the_cooldown() -> None:
 
 
 async def test_a_hung_upstream_is_cut_at_its_timeout_within_10_percent_then_falls_back() -> None:
-    models = {"main": {"targets": [{"target": "hung/m", "timeout": 0.3}, "ok/m"], "strategy": "fallback"}}
+    models = {"main": {"targets": [{"target": "hung/m", "timeout": 0.5}, "ok/m"], "strategy": "fallback"}}
     router = build(models, {"hung": FakeProvider("hang"), "ok": FakeProvider("ok")})
     started = time.perf_counter()
     c, res = await run(router)
     elapsed = time.perf_counter() - started
     assert res.outcome.ok and c.facts.provider == "ok" and c.facts.attempts == 2
-    assert 0.27 <= elapsed <= 0.33, elapsed
+    assert 0.45 <= elapsed <= 0.55, elapsed  # ±10%
 
 
 async def test_a_hung_stream_is_cut_before_its_first_chunk() -> None:
-    models = {"main": {"targets": [{"target": "hung/m", "timeout": 0.2}], "max_attempts": 1}}
+    models = {"main": {"targets": [{"target": "hung/m", "timeout": 0.5}], "max_attempts": 1}}
     router = build(models, {"hung": FakeProvider("hang")})
     started = time.perf_counter()
     c, res = await run(router, stream=True)
-    assert 0.18 <= time.perf_counter() - started <= 0.22
+    assert 0.45 <= time.perf_counter() - started <= 0.55  # ±10%
     assert res.outcome.status == 504 and res.reply.error.code == "provider_timeout"
 
 
 async def test_the_deadline_includes_retries() -> None:
-    models = {"main": {"targets": [{"target": "a/m", "timeout": 0.2}, {"target": "b/m", "timeout": 0.2},
-                                   {"target": "c/m", "timeout": 0.2}], "deadline": 0.3, "strategy": "fallback"}}
+    models = {"main": {"targets": [{"target": "a/m", "timeout": 0.4}, {"target": "b/m", "timeout": 0.4},
+                                   {"target": "c/m", "timeout": 0.4}], "deadline": 0.6, "strategy": "fallback"}}
     router = build(models, {n: FakeProvider("hang") for n in "abc"})
     started = time.perf_counter()
     c, res = await run(router)
     elapsed = time.perf_counter() - started
-    assert res.outcome.status == 504 and 0.28 <= elapsed <= 0.34 and c.facts.attempts == 2
+    assert res.outcome.status == 504 and 0.57 <= elapsed <= 0.66 and c.facts.attempts == 2
 
 
 async def test_429_retry_after_in_fallback_mode_cools_the_target_and_falls_back_at_once() -> None:
