@@ -50,23 +50,27 @@ def _shared(name: str, env: str) -> Path:
 
 
 def embed_all(texts: list[str]) -> dict[str, np.ndarray]:
-    """Embeddings of unique texts, cached on disk keyed by the text list."""
-    uniq = sorted(set(texts))
+    """Embeddings of unique texts; every text's vector is cached on disk, so a changed set only embeds the new ones."""
     cache_dir = Path(os.environ.get("WATCHLLM_EVAL_CACHE", "/tmp/watchllm-eval-emb"))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha1("\x00".join(uniq).encode()).hexdigest()[:16]
-    path = cache_dir / f"{key}.npy"
-    if path.exists():
-        vecs = np.load(path)
-    else:
+    known: dict[str, np.ndarray] = {}
+    for keys_path in sorted(cache_dir.glob("*.texts.json")):
+        vec_path = keys_path.with_name(keys_path.name.replace(".texts.json", ".npy"))
+        if vec_path.exists():
+            known.update(zip(json.loads(keys_path.read_text()), np.load(vec_path)))
+    todo = sorted(set(texts) - known.keys())
+    if todo:
         from plugins.middleware.semantic_cache.embedder import SentenceTransformerBackend
 
         backend = SentenceTransformerBackend()
         t0 = time.perf_counter()
-        vecs = np.concatenate([backend.encode(uniq[i : i + 64]) for i in range(0, len(uniq), 64)]) if uniq else np.zeros((0, 384), np.float32)
-        print(f"embedded {len(uniq)} texts in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-        np.save(path, vecs)
-    return dict(zip(uniq, vecs))
+        vecs = np.concatenate([backend.encode(todo[i : i + 64]) for i in range(0, len(todo), 64)])
+        print(f"embedded {len(todo)} new texts in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        key = hashlib.sha1("\x00".join(todo).encode()).hexdigest()[:16]
+        np.save(cache_dir / f"{key}.npy", vecs)
+        (cache_dir / f"{key}.texts.json").write_text(json.dumps(todo))
+        known.update(zip(todo, vecs))
+    return {t: known[t] for t in set(texts)}
 
 
 def _side(value: Any) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -82,7 +86,8 @@ def load_pairs(qqp_path: Path, sample: int, seed: int) -> dict[str, list[dict[st
     sets: dict[str, list[dict[str, Any]]] = {"traps": [], "qqp": [], "gptcache": []}
     for t in traps:
         (qa, ca), (qb, cb) = _side(t["a"]), _side(t["b"])
-        sets["traps"].append({"qa": qa, "ca": ca, "qb": qb, "cb": cb, "label": t["label"], "category": t["category"]})
+        sets["traps"].append({"qa": qa, "ca": ca, "qb": qb, "cb": cb, "label": t["label"], "category": t["category"],
+                              "split": t.get("split", "dev")})
     with gzip.open(qqp_path, "rt") as f:
         rows = [json.loads(line) for line in f]
     random.Random(seed).shuffle(rows)
@@ -122,8 +127,9 @@ def pct(x: float) -> str:
 
 def report(sets: dict[str, list[dict[str, Any]]], qqp_path: Path) -> str:
     traps, qqp, gpt = sets["traps"], sets["qqp"], sets["gptcache"]
-    single = [p for p in traps if not p["category"].startswith("conversation")]
     convo = [p for p in traps if p["category"].startswith("conversation")]
+    dev = [p for p in traps if p["split"] == "dev"]
+    held = [p for p in traps if p["split"] == "holdout"]
     out = ["# Semantic cache evaluation", ""]
     out.append(f"Model all-MiniLM-L6-v2 (sentence-transformers, fp32). Default threshold **{DEFAULT.threshold}**. "
                f"Traps: {sum(p['label'] == 0 for p in traps)} must-not-hit pairs + {sum(p['label'] == 1 for p in traps)} paraphrases "
@@ -132,25 +138,28 @@ def report(sets: dict[str, list[dict[str, Any]]], qqp_path: Path) -> str:
     out.append("")
     out.append("## Across thresholds")
     out.append("")
-    out.append("| threshold | mode | trap false-hit (all) | single | conversation | trap paraphrase hit | GPTCache hit | QQP precision | QQP recall |")
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("| threshold | mode | trap false-hit (all) | dev | held-out | conversations | trap paraphrase hit | GPTCache hit | QQP precision | QQP recall |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
     for t in THRESHOLDS:
         for guarded in (False, True):
-            a, s, c, q, g = rates(traps, t, guarded), rates(single, t, guarded), rates(convo, t, guarded), rates(qqp, t, guarded), rates(gpt, t, guarded)
+            a, d, h, c = rates(traps, t, guarded), rates(dev, t, guarded), rates(held, t, guarded), rates(convo, t, guarded)
+            q, g = rates(qqp, t, guarded), rates(gpt, t, guarded)
             mark = "**" if t == DEFAULT.threshold else ""
-            out.append(f"| {mark}{t:.2f}{mark} | {'guarded' if guarded else 'cosine only'} | {pct(a['false_hit'])} | {pct(s['false_hit'])} | "
+            out.append(f"| {mark}{t:.2f}{mark} | {'guarded' if guarded else 'cosine only'} | {pct(a['false_hit'])} | {pct(d['false_hit'])} | {pct(h['false_hit'])} | "
                        f"{pct(c['false_hit'])} | {pct(a['hit'])} | {pct(g['hit'])} | {pct(q['precision'])} | {pct(q['hit'])} |")
     out.append("")
     t = DEFAULT.threshold
     out.append(f"## Trap false-hit rate by category at {t}")
     out.append("")
-    out.append("| category | pairs | cosine only | guarded |")
-    out.append("|---|---|---|---|")
+    out.append("| category | pairs dev / held-out | cosine only | guarded (dev) | guarded (held-out) |")
+    out.append("|---|---|---|---|---|")
     for cat in sorted({p["category"] for p in traps}):
         ps = [p for p in traps if p["category"] == cat]
+        pd, ph = [p for p in ps if p["split"] == "dev"], [p for p in ps if p["split"] == "holdout"]
         key = "false_hit" if ps[0]["label"] == 0 else "hit"
         label = cat if key == "false_hit" else f"{cat} (hit rate, should be high)"
-        out.append(f"| {label} | {len(ps)} | {pct(rates(ps, t, False)[key])} | {pct(rates(ps, t, True)[key])} |")
+        out.append(f"| {label} | {len(pd)} / {len(ph)} | {pct(rates(ps, t, False)[key])} | {pct(rates(pd, t, True)[key])} | "
+                   f"{pct(rates(ph, t, True)[key]) if ph else '–'} |")
     out.append("")
     lost = Counter(p["guard"] for p in qqp + gpt + traps if p["label"] == 1 and p["cos"] >= t and p["guard"])
     caught = Counter(p["guard"] for p in qqp + traps if p["label"] == 0 and p["cos"] >= t and p["guard"])
