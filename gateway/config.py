@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from . import registry
+from . import netguard, registry
 from .call import Target
 from .schema import SchemaError, convert
 
@@ -225,6 +225,10 @@ def parse_config(data: Any, source: str = "<config>", env: dict[str, str] | None
         spec = dict(spec)
         ptype = spec.pop("type", pname)
         optional = spec.pop("optional", False)
+        allow_private = spec.pop("allow_private", False)  # SSRF allow-list for a local upstream (gateway/netguard.py)
+        if not isinstance(allow_private, bool):
+            problems.append(f"{path}.allow_private: expected a boolean, got {allow_private!r}")
+            allow_private = False
         if not isinstance(optional, bool):
             problems.append(f"{path}.optional: expected a boolean, got {optional!r}")
         if getattr(_safe_load("provider", ptype), "requires_api_key", False) and not spec.get("api_key"):
@@ -235,7 +239,11 @@ def parse_config(data: Any, source: str = "<config>", env: dict[str, str] | None
             continue
         entry = _plugin("provider", str(ptype), spec, path, problems)
         if entry:
-            providers[str(pname)] = PluginEntry(str(pname), entry.cls, entry.options, "provider", {"type": ptype})
+            ssrf = netguard.check_provider(path, entry.options, allow_private)
+            if ssrf:
+                problems.extend(ssrf)
+                continue
+            providers[str(pname)] = PluginEntry(str(pname), entry.cls, entry.options, "provider", {"type": ptype, "allow_private": allow_private})
 
     models: dict[str, ModelConfig] = {}
     raw_models = data.get("models") or {}

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from . import netguard
 from .config import Config, PluginEntry, load_config
 from .pipeline import build_chain
 from .plugin import Services
@@ -58,8 +59,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     config = services.config
     started: list[Any] = []
-    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
-    services.http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60,
+                                     resolver=netguard.resolver_for_config(config))  # SSRF: refuse private answers
+    services.http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True,
+                                          trace_configs=[netguard.trace_config(config=config)])
     try:
         open_store = _optional("gateway.store", "open_store")
         if open_store is not None:
