@@ -15,6 +15,8 @@ __all__ = ["read_json", "make_call", "request_id"]
 
 _RID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 MAX_DEPTH = 64
+MAX_CONTAINERS = 100_000  # objects + arrays in one body: 1M tiny objects would cost ~100 MiB once parsed
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 def request_id(request: web.Request) -> str:
@@ -43,14 +45,28 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
             raise GatewayError("payload_too_large", f"request body exceeds the limit of {max_bytes} bytes")
     if not buf:
         raise GatewayError("invalid_request", "request body is empty; expected a JSON object")
+    _check_containers(buf)
     try:
-        data = orjson.loads(bytes(buf))
+        data = orjson.loads(buf)
     except orjson.JSONDecodeError as exc:
         raise GatewayError("invalid_request", f"request body is not valid JSON: {exc.args[0] if exc.args else 'parse error'}") from None
     if not isinstance(data, dict):
         raise GatewayError("invalid_request", "request body must be a JSON object")
     _check_depth(data)
     return data
+
+
+def _check_containers(buf: bytearray) -> None:
+    """Refuse bodies with absurd numbers of objects/arrays before parsing them (memory bound).
+
+    The fast path counts brace bytes; only when that exceeds the cap are string contents
+    (which may hold braces, e.g. code in a prompt) stripped for an exact count.
+    """
+    if buf.count(b"{") + buf.count(b"[") <= MAX_CONTAINERS:
+        return
+    bare = _STRING.sub(b"", buf)
+    if bare.count(b"{") + bare.count(b"[") > MAX_CONTAINERS:
+        raise GatewayError("invalid_request", f"JSON body has more than {MAX_CONTAINERS} objects and arrays")
 
 
 def _check_depth(node: Any) -> None:
