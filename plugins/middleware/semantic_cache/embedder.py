@@ -76,8 +76,15 @@ class SentenceTransformerBackend:
 
 def export_onnx(target: Path) -> Path:
     """Export MiniLM (BERT + masked mean pool + L2 norm) to ONNX once; needs torch and transformers."""
-    import torch
-    from transformers import AutoModel
+    try:
+        import onnx  # noqa: F401 - torch.onnx.export needs it
+        import torch
+        from transformers import AutoModel
+    except ImportError as exc:
+        raise ModelMissing(
+            f"the onnx backend exports the model once and that needs torch, transformers and onnx "
+            f"(pip install onnx), or point onnx_path at an exported model.onnx: {exc}"
+        ) from exc
 
     src = model_dir()
     bert = AutoModel.from_pretrained(str(src)).eval()
