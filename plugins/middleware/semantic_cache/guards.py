@@ -113,7 +113,8 @@ def extract(text: str) -> Facts:
         if w in NEGATIONS:
             negations += 1
         num = _canon_number(w)
-        if num is not None and not (w == "second" and _near_time(words, i)) and not (w == "one" and (tok[-2:] in ("'s", "’s") or _pronoun_one(words, i))):
+        pronoun = w == "one" and (tok[-2:] in ("'s", "’s") or _pronoun_one(words, i))
+        if num is not None and not pronoun and not (w == "second" and _near_time(words, i)):
             numbers.append(num)
         if w in TIME_WORDS and (w not in AMBIGUOUS_TIME or _near_number(words, i)):
             times.add(_TIME_CANON.get(w, w))
@@ -124,7 +125,8 @@ def extract(text: str) -> Facts:
             ordered.append(UNITS[w])
         if w in _OPP_INDEX:
             opposites.add(w)
-        if (w in KNOWN_NAMES or _is_name(tok, starts, title_case)) and w not in STOPWORDS and w not in UNITS and w not in TIME_WORDS:
+        named = w in KNOWN_NAMES or _is_name(tok, starts, title_case)
+        if named and w not in STOPWORDS and w not in UNITS and w not in TIME_WORDS:
             entities.append(w[:-1] if w.endswith("s") and w[:-1] in KNOWN_NAMES else w)
             ordered.append(entities[-1])
     for m in _IDENT.finditer(text):
@@ -137,8 +139,11 @@ def extract(text: str) -> Facts:
             nxt = next((x for x in words[i + 1 : i + 4] if x not in STOPWORDS), None)
             if nxt is not None:
                 slots.append((w, nxt))
-    return Facts(words, " ".join(text.lower().split()), negations, tuple(sorted(numbers)), frozenset(times), frozenset(units), frozenset(opposites),
-                 tuple(dict.fromkeys(entities)), tuple(dict.fromkeys(ordered)), tuple(slots), any(w in DIRECTION_WORDS for w in words))
+    return Facts(
+        words, " ".join(text.lower().split()), negations, tuple(sorted(numbers)), frozenset(times), frozenset(units),
+        frozenset(opposites), tuple(dict.fromkeys(entities)), tuple(dict.fromkeys(ordered)), tuple(slots),
+        any(w in DIRECTION_WORDS for w in words),
+    )
 
 
 def _near_number(words: Sequence[str], i: int) -> bool:

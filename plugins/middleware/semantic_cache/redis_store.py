@@ -56,9 +56,12 @@ class RedisStore:
 
     # lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        last = await self.redis.xrevrange(self._k("log"), count=1)
-        self._last_id = last[0][0].decode() if last else "0-0"
-        await self._load_all()
+        try:
+            last = await self.redis.xrevrange(self._k("log"), count=1)
+            self._last_id = last[0][0].decode() if last else "0-0"
+            await self._load_all()
+        except Exception as exc:  # Redis down at start-up: serve from the local cache, catch up when it returns
+            log.warning("semantic cache: could not load entries from redis (%s: %s); starting empty", type(exc).__name__, exc)
         self._reader = asyncio.ensure_future(self._read_log())
 
     async def close(self) -> None:
@@ -133,6 +136,7 @@ class RedisStore:
         await pipe.execute()
 
     async def flush(self, project: str) -> int:
+        """Drop a project everywhere. Unlike writes this raises on a Redis error: the admin must know."""
         count = self.index.flush(project)
         zkey = self._k("p", project)
         ids = [i.decode() for i in await self.redis.zrange(zkey, 0, -1)]
