@@ -41,21 +41,29 @@ class Detector:
     kind: str = "pii"  # "pii" | "secret" | "custom"
     refine: Callable[[str], int] | None = None  # candidate -> length of the real value (0: none)
     isolated: bool = False  # reject when glued to a letter/digit or a joiner followed by one (1.2.3.4.5)
+    anti_context: tuple[str, ...] = ()  # lowercase; any of these just before the value rejects it ("order #")
+    unchained: bool = False  # reject when the previous word, one space or dash away, holds a digit ("Q284 3654 ...")
     ignore_case: bool = False
 
 
-def _trim_to(check: Callable[[str], bool], seps: str) -> Callable[[str], int]:
-    """Greedy candidates can swallow a following group ("4111 1111 1111 1111 42"): retry shorter prefixes."""
-
-    def refine(value: str) -> int:
-        if check(value):
-            return len(value)
-        for i in range(len(value) - 1, 0, -1):
-            if value[i] in seps and check(value[:i]):
-                return i
+def _card_refine(value: str) -> int:
+    """Greedy candidates can swallow a following group ("4111 1111 1111 1111 123", a CVV): retry without it,
+    but only when the whole candidate could not be a card by itself, so a Luhn-invalid number never
+    turns into a finding by dropping its last group."""
+    if v.card(value):
+        return len(value)
+    digits = sum(c.isdigit() for c in value)
+    if digits in _card_lengths(value):
         return 0
+    for i in range(len(value) - 1, 0, -1):
+        if value[i] in " -" and v.card(value[:i]):
+            return i
+    return 0
 
-    return refine
+
+def _card_lengths(value: str) -> tuple[int, ...]:
+    d = "".join(c for c in value if c.isdigit())
+    return tuple(n for n in range(13, 20) if v.card_network_ok(d[:n].ljust(n, "0")))
 
 
 def _iban_refine(value: str) -> int:
@@ -83,12 +91,24 @@ _FILE_EXTENSIONS = frozenset(
 
 
 def _openai(value: str) -> bool:
-    return not value.startswith("sk-ant-") and v.mixed_secret(value.split("-")[-1] if len(value.split("-")[-1]) >= 20 else value[3:])
+    return not value.startswith("sk-ant-") and _token_tail(value)
 
 
 def _token_tail(value: str) -> bool:
-    tail = value.rsplit("_", 1)[-1].rsplit("-", 1)[-1]
-    return v.shannon_entropy(tail) >= 3.0 and any(c.isdigit() for c in value) and any(c.isalpha() for c in tail)
+    """A vendor prefix then a random body: the whole value has digits, letters and ≥ 3.5 bits/char."""
+    return v.shannon_entropy(value) >= 3.5 and any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+
+
+# An identifier, not a payment card: "Order #4375126731827970", "invoice no. 4111...".
+_ID_WORDS = ("#", "order", "invoice", "tracking", "ticket", "ref", "no.", "id:", "sku")
+
+
+def _trunk_phone(value: str) -> bool:
+    """0-prefixed national numbers: 10–12 digits, one kind of separator; not a ZIP+4 (07765-3398)."""
+    digits = sum(c.isdigit() for c in value)
+    seps = {c for c in value if not c.isdigit()}
+    zip4 = len(value) == 10 and value[5:6] == "-"
+    return 10 <= digits <= 12 and len(seps) == 1 and not zip4
 
 
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]{0,6}\.?"
@@ -103,17 +123,16 @@ BUILTIN: tuple[Detector, ...] = (
              validator=_email, priority=70),
     # E.164 and international forms: +CC then digit groups; 8–15 digits in all.
     Detector("phone", "PHONE", r"\+[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}\)?){2,6}", validator=v.phone_digits,
-             priority=60, isolated=True),
+             priority=60, isolated=True, unchained=True),
     # North American: (415) 555-2671, 415-555-2671, 415.555.2671, 1-415-555-2671, with an optional extension.
     Detector("phone", "PHONE",
              r"(?:\b(?:1|001)[ .-]?)?(?:\([0-9]{3}\)[ .-]?|\b[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}\b(?:\s?(?:x|ext\.?)\s?[0-9]{1,5}\b)?",
-             validator=v.nanp_phone, priority=60, isolated=True),
+             validator=v.nanp_phone, priority=60, isolated=True, unchained=True),
     # Trunk-prefixed national forms (UK, DE, FR, ...): 020 7946 0958, 030-12345678, 01 23 45 67 89.
     Detector("phone", "PHONE", r"\b0[1-9][0-9]{0,3}(?:[ -][0-9]{2,8}){1,4}\b",
-             validator=lambda s: 9 <= sum(c.isdigit() for c in s) <= 12 and len({c for c in s if not c.isdigit()}) == 1,
-             priority=55, isolated=True),
-    Detector("credit_card", "CARD", r"\b[0-9](?:[ -]?[0-9]){12,18}\b", refine=_trim_to(v.card, " -"), priority=80,
-             isolated=True),
+             validator=_trunk_phone, priority=55, isolated=True, unchained=True),
+    Detector("credit_card", "CARD", r"\b[0-9](?:[ -]?[0-9]){12,18}\b", refine=_card_refine, priority=80,
+             isolated=True, unchained=True, anti_context=_ID_WORDS),
     Detector("iban", "IBAN", r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b", refine=_iban_refine, priority=80),
     Detector("us_ssn", "SSN", r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b|\b[0-9]{3} [0-9]{2} [0-9]{4}\b", validator=v.ssn,
              priority=78, isolated=True),

@@ -40,7 +40,7 @@ def _alnum(b: int) -> bool:
 
 
 class _Compiled:
-    __slots__ = ("det", "raw", "grouped", "context", "name_label")
+    __slots__ = ("det", "raw", "grouped", "context", "anti")
 
     def __init__(self, det: Detector, options: re2.Options) -> None:
         self.det = det
@@ -52,6 +52,7 @@ class _Compiled:
         self.raw = regexp._regexp
         self.grouped = self.raw.NumberOfCapturingGroups() > 0
         self.context = tuple(w.lower().encode() for w in det.context)
+        self.anti = tuple(w.lower().encode() for w in det.anti_context)
 
 
 class Scanner:
@@ -131,6 +132,12 @@ class Scanner:
                 b = data[e]
                 if _alnum(b) or (b in _JOINERS and e + 1 < len(data) and _alnum(data[e + 1])):
                     return None
+        if det.unchained and _continues_a_code(data, s):
+            return None
+        if c.anti:
+            before = data[max(0, s - 16):s].lower()
+            if any(word in before for word in c.anti):
+                return None
         if c.context:
             w = det.context_window
             window = data[max(0, s - w):s].lower() + b" " + data[e:e + w].lower()
@@ -149,6 +156,28 @@ class Scanner:
         if det.validator is not None and not det.validator(value):
             return None
         return s, e
+
+
+def _continues_a_code(data: bytes, s: int) -> bool:
+    """True when ``data[s:]`` continues a run of code groups: "Q284 3654...", "NL41 ZOIH 0421...", "6011 0532...".
+
+    Walks back over words one space or dash apart while they are short upper-case/digit
+    groups; a digit in any of them means the candidate is the tail of a longer number.
+    """
+    while s > 1 and data[s - 1] in b" -" and _alnum(data[s - 2]):
+        i = s - 2
+        digit, upper_only = False, True
+        while i >= 0 and _alnum(data[i]):
+            b = data[i]
+            digit = digit or 48 <= b <= 57
+            upper_only = upper_only and not 97 <= b <= 122
+            i -= 1
+        if digit:
+            return True
+        if not upper_only or s - 2 - i > 4:
+            return False
+        s = i + 1
+    return False
 
 
 def _disjoint(found: list[tuple[int, int, int, Detector]]) -> list[Finding]:

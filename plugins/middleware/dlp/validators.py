@@ -44,7 +44,7 @@ def luhn(value: str) -> bool:
 
 # Issuer prefixes (IIN ranges) and the lengths each network issues: a Luhn-valid
 # 16-digit order number is not a card unless it also starts like one.
-def _card_network_ok(d: str) -> bool:
+def card_network_ok(d: str) -> bool:
     n = len(d)
     if d[0] == "4":
         return n in (13, 16, 19)  # Visa
@@ -55,7 +55,7 @@ def _card_network_ok(d: str) -> bool:
         return n == 15  # Amex
     if d.startswith("6011") or two == 65 or 644 <= int(d[:3]) <= 649:
         return 16 <= n <= 19  # Discover
-    if 3528 <= four <= 3589:
+    if two == 35:
         return 16 <= n <= 19  # JCB
     if two in (36, 38, 39) or 300 <= int(d[:3]) <= 305:
         return 14 <= n <= 19  # Diners Club
@@ -74,7 +74,7 @@ def card(value: str) -> bool:
     seps = {c for c in value if not c.isdigit()}
     if len(seps) > 1:  # "4111 1111-1111 1111" mixes separators: not how cards are written
         return False
-    return _card_network_ok(d) and luhn(d)
+    return card_network_ok(d) and luhn(d)
 
 
 # ISO 13616 lengths by country (SWIFT IBAN registry).
@@ -175,26 +175,36 @@ def _classes(value: str) -> int:
             + any(c.isdigit() for c in value) + any(not c.isalnum() for c in value))
 
 
-_PLACEHOLDER_WORDS = ("your", "example", "changeme", "change_me", "placeholder", "redacted", "xxxx", "****", "dummy",
-                      "sample", "secret", "password", "token", "here", "null", "none", "undefined", "todo", "insert")
+_PLACEHOLDER_WORDS = ("your", "example", "changeme", "change_me", "change-me", "placeholder", "redacted", "xxxx", "****",
+                      "dummy", "todo", "insert", "replace", "<", "...")
+_TEMPLATE_STARTS = ("${", "{{", "{%", "%(", "$(", "process.env", "os.environ", "env.", "env[", "getenv", "vault:", "secrets.")
+
+
+def _is_code(value: str) -> bool:
+    """``getpass()``, ``config['x']``, ``settings.DB_PASSWORD``: a reference to a secret, not one."""
+    i = 0
+    while i < len(value) and (value[i].isalnum() or value[i] in "_."):
+        i += 1
+    if i == 0 or value[0].isdigit():
+        return False
+    if i == len(value):  # a bare name: dotted (settings.key) or digit-free (MY_API_KEY) is a reference
+        return "." in value or value.replace("_", "").isalpha()
+    return (value[i] == "(" and value.endswith(")")) or (value[i] == "[" and value.endswith("]"))
 
 
 def secret_value(value: str) -> bool:
     """The right-hand side of ``password=``/``api_key=`` that looks like a real credential.
 
-    Rejects code and templates (``os.environ[...]``, ``${X}``, ``<key>``), identifiers
-    (``API_KEY``, ``settings.token``) and placeholders (``YOUR_KEY_HERE``, ``xxxx``).
+    Rejects code and templates (``os.environ[...]``, ``${X}``, ``getpass()``), identifiers
+    (``API_KEY``, ``settings.token``), placeholders (``YOUR_KEY_HERE``, ``xxxx``) and
+    low-entropy words; keeps anything with three character classes and ≥ 2.5 bits/char.
     """
     if len(value) < 8 or len(value) > 200:
         return False
-    if any(c in value for c in "()[]{}<>$%`\\"):
-        return False
     low = value.lower()
-    if any(w in low for w in _PLACEHOLDER_WORDS):
+    if low.startswith(_TEMPLATE_STARTS) or any(w in low for w in _PLACEHOLDER_WORDS) or _is_code(value):
         return False
-    if value.replace("_", "").replace(".", "").replace("-", "").isalpha():  # an identifier or a word
-        return False
-    return _classes(value) >= 3 and shannon_entropy(value) >= 3.0
+    return _classes(value) >= 3 and shannon_entropy(value) >= 2.5
 
 
 def mixed_secret(value: str) -> bool:
