@@ -49,14 +49,19 @@ class ProjectCacheSettings:
     threshold: float
 
 
-def project_settings(config: SemanticCacheConfig, raw: Mapping[str, Any] | None) -> ProjectCacheSettings:
-    """Merge ``project.settings["semantic_cache"]`` (``{enabled, semantic, threshold}``) over the defaults.
+def project_settings(config: SemanticCacheConfig, raw: Mapping[str, Any] | bool | None) -> ProjectCacheSettings:
+    """Merge ``project.settings["semantic_cache"]`` over the defaults.
+
+    It is either a bool (on/off, what the admin API's settings accept today) or a mapping
+    ``{enabled, semantic, threshold}``.
 
     Malformed values are ignored rather than failing the request: the project row is
     edited through the admin API, and a typo there must not take the project offline.
     """
     enabled, semantic, threshold = config.enabled, config.semantic, config.threshold
-    if isinstance(raw, Mapping):
+    if isinstance(raw, bool):
+        enabled = raw
+    elif isinstance(raw, Mapping):
         if isinstance(raw.get("enabled"), bool):
             enabled = raw["enabled"]
         if isinstance(raw.get("semantic"), bool):

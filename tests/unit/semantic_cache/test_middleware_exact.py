@@ -131,3 +131,18 @@ async def test_exact_lookup_takes_microseconds():
     per = (time.perf_counter() - t0) / n
     assert len(nxt.calls) == 1
     assert per < 0.0005, f"{per * 1e6:.0f} µs per exact hit"
+
+
+async def test_project_setting_as_a_plain_bool_turns_the_cache_off_and_on():
+    mw, nxt = cache(), ScriptedNext(text="a")
+
+    def call(flag):
+        return make_call({"model": "mock", "messages": MSG}, project=Project(id="p1", settings={"semantic_cache": flag}))
+
+    await ask(mw, call(False), nxt)
+    await ask(mw, call(False), nxt)
+    assert len(nxt.calls) == 2 and mw.stats("p1")["entries"] == 0
+    await ask(mw, call(True), nxt)
+    hit = call(True)
+    await ask(mw, hit, nxt)
+    assert len(nxt.calls) == 3 and hit.facts.cached == "exact"
