@@ -120,9 +120,10 @@ class OpenAIProvider:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise ProviderError("provider_error", f"{target.provider} returned invalid JSON") from None
+            # nothing reached the client yet: like a 502 from the upstream, safe to retry or fall back
+            raise ProviderError("provider_error", f"{target.provider} returned invalid JSON", retryable=True) from None
         if not isinstance(data, dict) or ("error" in data and "choices" not in data and "data" not in data):
-            raise ProviderError("provider_error", f"{target.provider} returned an error body with status 200")
+            raise ProviderError("provider_error", f"{target.provider} returned an error body with status 200", retryable=True)
         return data
 
     async def _stream(self, path: str, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
