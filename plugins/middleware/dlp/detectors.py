@@ -139,7 +139,8 @@ BUILTIN: tuple[Detector, ...] = (
     Detector("us_ssn", "SSN", r"\b[0-9]{9}\b", validator=v.ssn, priority=78, isolated=True,
              context=("ssn", "social security", "social sec", "tax id", "tin"), context_window=40),
     Detector("ipv4", "IPV4", r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b", validator=v.ipv4, priority=50, isolated=True),
-    Detector("ipv6", "IPV6", r"(?i)(?:[0-9a-f]{1,4}|:)(?::[0-9a-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}", validator=v.ipv6,
+    Detector("ipv6", "IPV6", r"(?i)(?:[0-9a-f]{1,4}:{1,2}){1,7}(?:[0-9a-f]{1,4}(?:\.[0-9]{1,3}){0,3})?"
+             r"|::(?:[0-9a-f]{1,4}:{1,2}){0,6}[0-9a-f]{1,4}(?:\.[0-9]{1,3}){0,3}", validator=v.ipv6,
              priority=50, isolated=True),
     Detector("date_of_birth", "DOB",
              rf"(?i)\b{_YEAR}[-/.]{_MON}[-/.]{_DAY}\b|\b{_DAY}[-/.]{_DAY}[-/.]{_YEAR}\b"
@@ -147,9 +148,9 @@ BUILTIN: tuple[Detector, ...] = (
              validator=v.birth_date, priority=40,
              context=("born", "birth", "dob", "d.o.b", "birthday", "bday", "geboren", "née", "né le"), context_window=40),
     # --- secrets ---------------------------------------------------------------------
-    Detector("openai_api_key", "OPENAI_KEY", r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,200}",
+    Detector("openai_api_key", "OPENAI_KEY", r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}",
              validator=_openai, priority=90, kind="secret"),
-    Detector("anthropic_api_key", "ANTHROPIC_KEY", r"\bsk-ant-(?:api|admin|oat|ort)[0-9]{2}-[A-Za-z0-9_-]{32,200}",
+    Detector("anthropic_api_key", "ANTHROPIC_KEY", r"\bsk-ant-(?:api|admin|oat|ort)[0-9]{2}-[A-Za-z0-9_-]{32,}",
              validator=_token_tail, priority=92, kind="secret"),
     Detector("groq_api_key", "GROQ_KEY", r"\bgsk_[A-Za-z0-9]{48,56}\b", validator=_token_tail, priority=90, kind="secret"),
     Detector("aws_access_key_id", "AWS_KEY_ID",
@@ -159,7 +160,7 @@ BUILTIN: tuple[Detector, ...] = (
     Detector("github_token", "GITHUB_TOKEN", r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}\b|\bgithub_pat_[A-Za-z0-9_]{82}\b",
              validator=_token_tail, priority=90, kind="secret"),
     Detector("slack_token", "SLACK_TOKEN",
-             r"\bxox[abceoprs]-[0-9]{6,14}-[A-Za-z0-9-]{10,120}|\bxapp-[0-9]-[A-Z0-9]{8,14}-[0-9]{8,14}-[a-f0-9]{32,80}"
+             r"\bxox[abceoprs]-[0-9]{6,14}-[A-Za-z0-9-]{10,}|\bxapp-[0-9]-[A-Z0-9]{8,14}-[0-9]{8,14}-[a-f0-9]{32,80}"
              r"|https://hooks\.slack\.com/services/T[A-Z0-9]{6,12}/B[A-Z0-9]{6,12}/[A-Za-z0-9]{20,32}",
              priority=90, kind="secret"),
     # The signature and payload are optional in the pattern so a stream holds a JWT back while it grows;
@@ -171,7 +172,7 @@ BUILTIN: tuple[Detector, ...] = (
              priority=95, kind="secret"),
     Detector("generic_secret", "SECRET",
              r"(?i)(?:password|passwd|pwd|passphrase|secret|api[_-]?key|apikey|access[_-]?key|access[_-]?token|auth[_-]?token"
-             r"|client[_-]?secret|private[_-]?key|token)[\"']?\s*(?::|=|=>)\s*[\"']?([^\s\"'`,;]{8,200})",
+             r"|client[_-]?secret|private[_-]?key|token)[\"']?\s*(?::|=|=>)\s*[\"']?([^\s\"'`,;]{8,})",
              validator=v.secret_value, priority=10, kind="secret"),
 )
 

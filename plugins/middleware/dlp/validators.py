@@ -130,7 +130,7 @@ def ipv4(value: str) -> bool:
 
 
 def ipv6(value: str) -> bool:
-    if value.count(":") < 2 or value == "::" or len(value) < 6:
+    if value.count(":") < 2 or len(value) < 6 or ":::" in value or value.count("::") > 1:
         return False
     try:
         ipaddress.IPv6Address(value)
@@ -199,7 +199,7 @@ def secret_value(value: str) -> bool:
     (``API_KEY``, ``settings.token``), placeholders (``YOUR_KEY_HERE``, ``xxxx``) and
     low-entropy words; keeps anything with three character classes and ≥ 2.5 bits/char.
     """
-    if len(value) < 8 or len(value) > 200:
+    if len(value) < 8 or len(value) > 512:
         return False
     low = value.lower()
     if low.startswith(_TEMPLATE_STARTS) or any(w in low for w in _PLACEHOLDER_WORDS) or _is_code(value):
