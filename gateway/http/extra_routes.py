@@ -43,6 +43,22 @@ async def providers_health(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "no-store"})
 
 
+def _describe() -> None:
+    try:
+        from .openapi import op, register_paths
+    except ImportError:  # pragma: no cover - the OpenAPI document is optional
+        return
+    register_paths({
+        "/v1/providers": {"get": op("Configured providers, their models and circuit state (no credentials)", "v1",
+                                    out="OpenAIObject", errors=("404",), security=None)},
+        "/providers/health": {"get": op("Active probe of every provider, cached a few seconds", "v1",
+                                        out="OpenAIObject", errors=("404", "503"), security=None)},
+    })
+
+
+_describe()
+
+
 def setup(app: web.Application, services: object) -> None:
     app.router.add_get("/v1/providers", list_providers)
     app.router.add_get("/providers/health", providers_health)
