@@ -65,6 +65,14 @@ class StateConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PricingConfig:
+    file: str | None = field(default=None, metadata={"help": "operator price file over the packaged table (config/pricing.yaml)"})
+    models: dict[str, dict[str, float]] = field(
+        default_factory=dict, metadata={"help": "per-model overrides: {model: {input, output, cached_input}} in USD per 1M tokens"}
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class TargetConfig:
     target: str
     weight: float = 1.0
@@ -106,6 +114,7 @@ class Config:
     server: ServerConfig
     store: StoreConfig
     state: StateConfig
+    pricing: PricingConfig
     providers: dict[str, PluginEntry]
     models: dict[str, ModelConfig]
     pipeline: list[PluginEntry]
@@ -115,7 +124,7 @@ class Config:
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-_SECTIONS = ("server", "store", "state", "providers", "models", "pipeline", "tools")
+_SECTIONS = ("server", "store", "state", "pricing", "providers", "models", "pipeline", "tools")
 
 
 def _interpolate(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
@@ -207,6 +216,9 @@ def parse_config(data: Any, source: str = "<config>", env: dict[str, str] | None
     server = section(ServerConfig, "server")
     store = section(StoreConfig, "store")
     state = section(StateConfig, "state")
+    pricing = section(PricingConfig, "pricing")
+    if pricing.file is not None and not os.path.exists(pricing.file):
+        problems.append(f"pricing.file: no such file {pricing.file!r}")
 
     providers: dict[str, PluginEntry] = {}
     disabled: list[str] = []
@@ -322,6 +334,7 @@ def parse_config(data: Any, source: str = "<config>", env: dict[str, str] | None
         server=server,
         store=store,
         state=state,
+        pricing=pricing,
         providers=providers,
         models=models,
         pipeline=pipeline,

@@ -46,9 +46,8 @@ def _optional(module: str, attr: str) -> Any:
     return getattr(mod, attr, None)
 
 
-def _make_pricing() -> Pricing:
-    from_file = getattr(Pricing, "from_file", None)
-    return from_file(None) if from_file else Pricing()
+def _make_pricing(config: Config) -> Pricing:
+    return Pricing.from_file(config.pricing.file, config.pricing.models)
 
 
 def _instantiate(entry: PluginEntry, services: Services) -> Any:
@@ -114,7 +113,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 def build_app(config: Config, *, services: Services | None = None) -> web.Application:
     logging.getLogger("watchllm").setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
     if services is None:
-        services = Services(config=config, log=log, pricing=_make_pricing())
+        services = Services(config=config, log=log, pricing=_make_pricing(config))
     app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes)
     app[SERVICES] = services
     app[RUNTIME] = {"started": time.monotonic(), "started_wall": time.time(), "ready": False, "draining": False}

@@ -16,7 +16,7 @@ __all__ = ["StreamPump"]
 
 
 class StreamPump:
-    __slots__ = ("_transforms", "_observers", "_acc", "usage", "chunks", "_strip_usage")
+    __slots__ = ("_transforms", "_observers", "_acc", "usage", "chunks", "_strip_usage", "_text")
 
     def __init__(self, reply: Reply, *, client_include_usage: bool = True) -> None:
         self._transforms = reply.transforms
@@ -25,6 +25,7 @@ class StreamPump:
         self.usage: Usage | None = None
         self.chunks = 0
         self._strip_usage = not client_include_usage
+        self._text: list[str] = []  # what was streamed, to count tokens when the provider reports none
 
     def process(self, chunk: Chunk) -> Chunk | None:
         """Return the chunk to send, or None when it is held back or not for the client."""
@@ -37,6 +38,12 @@ class StreamPump:
         if self._acc is not None:
             self._acc.add(chunk)
         usage = chunk.get("usage")
+        if self.usage is None:
+            for ch in chunk.get("choices") or ():
+                delta = ch.get("delta")
+                piece = delta.get("content") if delta else ch.get("text")
+                if piece:
+                    self._text.append(piece)
         if usage:
             self.usage = Usage.from_openai(usage)
             if self._strip_usage:
@@ -45,6 +52,9 @@ class StreamPump:
                 chunk = {k: v for k, v in chunk.items() if k != "usage"}
         self.chunks += 1
         return chunk
+
+    def text(self) -> str:
+        return "".join(self._text)
 
     def body(self) -> dict[str, Any] | None:
         return self._acc.completion() if self._acc is not None else None

@@ -55,6 +55,16 @@ async def run_hooks_shielded(reply: Reply, outcome: Outcome, final: FinalHook | 
         raise
 
 
+def _completion_text(body: dict[str, Any]) -> str:
+    parts = []
+    for choice in body.get("choices") or ():
+        msg = choice.get("message")
+        text = msg.get("content") if isinstance(msg, dict) else choice.get("text")
+        if isinstance(text, str):
+            parts.append(text)
+    return "".join(parts)
+
+
 class ReplyWriter:
     """Turns a Reply into an aiohttp response. One instance per server."""
 
@@ -67,6 +77,16 @@ class ReplyWriter:
         if call.facts.cached:
             return 0
         return self.pricing.cost_micros(call.facts.model_served or call.model, usage)
+
+    def _estimate(self, call: Call, completion_text: str) -> Usage | None:
+        """Tokens counted locally when the provider reported none (some streams, cut streams)."""
+        if call.facts.cached or call.facts.provider is None:
+            return None
+        messages = call.body.get("messages")
+        return self.pricing.estimate_usage(
+            call.facts.model_served or call.model, call.prompt_text(), completion_text,
+            messages=len(messages) if isinstance(messages, list) else 0,
+        )
 
     def _headers(self, call: Call, reply: Reply) -> dict[str, str]:
         h = dict(reply.headers)
@@ -86,6 +106,8 @@ class ReplyWriter:
         body = reply.body or {}
         ok = reply.status < 400
         usage = Usage.from_openai(body.get("usage")) if ok else None
+        if ok and usage is None and call.endpoint != "embeddings":
+            usage = self._estimate(call, _completion_text(body))
         outcome = Outcome(
             status=reply.status,
             ended="complete" if ok else ("upstream_error" if reply.error and reply.error.code.startswith("provider") else "error"),
@@ -160,9 +182,11 @@ class ReplyWriter:
 
     async def _finish(self, resp: web.StreamResponse, call: Call, reply: Reply, pump: StreamPump, outcome: Outcome) -> None:
         outcome.usage = pump.usage
+        if outcome.usage is None and pump.chunks:  # billed even when cut off or reported without usage
+            outcome.usage = self._estimate(call, pump.text())
         outcome.chunks = pump.chunks
         outcome.body = pump.body() if outcome.ended == "complete" else None
-        outcome.cost_micros = self._cost(call, pump.usage)
+        outcome.cost_micros = self._cost(call, outcome.usage)
         await run_hooks_shielded(reply, outcome, self.final_hook, call)
 
     @staticmethod
