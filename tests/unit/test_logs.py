@@ -1,0 +1,145 @@
+"""Structured JSON logs: the formatter, LOG_LEVEL, and the per-request line (no text, no secrets)."""
+from __future__ import annotations
+
+import io
+import logging
+import time
+from types import SimpleNamespace
+
+import orjson
+import pytest
+
+from gateway.logs import JsonFormatter, configure_logging, log_request, request_fields
+
+SECRET_KEY = "lgw_proj_abcdef_SECRETSECRETSECRET"
+PROMPT = "my password is hunter2"
+
+
+@pytest.fixture
+def restore_root():
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    wl = logging.getLogger("watchllm").level
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)
+    logging.getLogger("watchllm").setLevel(wl)
+
+
+def _call_and_outcome():
+    facts = SimpleNamespace(model_served="mock-1", provider="mock", upstream_ms=12.5, ttft_ms=None, attempts=1,
+                            cached="exact", tokens_saved=15, cost_saved_micros=10, dlp_findings={"email": 1})
+    key = SimpleNamespace(id="key_123", secret=SECRET_KEY, raw=SECRET_KEY)
+    call = SimpleNamespace(id="req_1", project_id="proj_1", key=key, endpoint="chat.completions", model="mock",
+                           started=time.perf_counter() - 0.25, facts=facts, created_at=time.time(),
+                           body={"messages": [{"role": "user", "content": PROMPT}]}, headers={"authorization": f"Bearer {SECRET_KEY}"},
+                           prompt_text=lambda: PROMPT)
+    outcome = SimpleNamespace(status=200, ended="complete", error=None, cost_micros=460,
+                              usage=SimpleNamespace(prompt_tokens=12, completion_tokens=40), body={"content": "reply text"})
+    return call, outcome
+
+
+def test_formatter_writes_one_json_object_with_fields_and_exception():
+    fmt = JsonFormatter()
+    rec = logging.LogRecord("watchllm.x", logging.WARNING, __file__, 1, "hello %s", ("world",), None)
+    rec.fields = {"a": 1, "level": "spoofed", "obj": object()}
+    out = orjson.loads(fmt.format(rec))
+    assert out["msg"] == "hello world" and out["level"] == "WARNING" and out["logger"] == "watchllm.x" and out["a"] == 1
+    assert out["ts"].endswith("Z") and "obj" in out
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+        rec = logging.LogRecord("watchllm.x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    line = fmt.format(rec)
+    assert "\n" not in line and "ValueError: boom" in orjson.loads(line)["exc"]
+
+
+def test_configure_logging_honours_log_level_and_format(monkeypatch, restore_root):
+    buf = io.StringIO()
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    configure_logging(stream=buf)
+    logging.getLogger("watchllm.test").info("hidden")
+    logging.getLogger("watchllm.test").warning("shown")
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 1 and orjson.loads(lines[0])["msg"] == "shown"
+
+    buf = io.StringIO()
+    configure_logging("DEBUG", fmt="text", stream=buf)
+    logging.getLogger("watchllm.test").debug("plain")
+    assert "DEBUG watchllm.test plain" in buf.getvalue()
+    assert len(logging.getLogger().handlers) == 1  # replaced, not stacked
+
+    buf = io.StringIO()
+    monkeypatch.setenv("LOG_LEVEL", "nonsense")
+    configure_logging(stream=buf)
+    assert logging.getLogger().level == logging.INFO
+
+
+def test_request_line_has_the_fields_and_no_text_or_secrets(restore_root):
+    buf = io.StringIO()
+    configure_logging("INFO", stream=buf)
+    call, outcome = _call_and_outcome()
+    log_request(call, outcome)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 1
+    line = orjson.loads(lines[0])
+    assert line["logger"] == "watchllm.request" and line["level"] == "INFO" and line["msg"] == "request"
+    assert line["request_id"] == "req_1" and line["project_id"] == "proj_1" and line["key_id"] == "key_123"
+    assert line["model"] == "mock" and line["provider"] == "mock" and line["status"] == 200 and line["cached"] == "exact"
+    assert line["cost_micros"] == 460 and line["cost_usd"] == pytest.approx(0.00046)
+    assert line["prompt_tokens"] == 12 and line["completion_tokens"] == 40 and 200 <= line["latency_ms"] < 5000
+    text = buf.getvalue()
+    for secret in (SECRET_KEY, PROMPT, "hunter2", "reply text", "Bearer"):
+        assert secret not in text
+
+
+def test_request_line_is_skipped_below_info_and_never_raises(restore_root):
+    buf = io.StringIO()
+    configure_logging("WARNING", stream=buf)
+    call, outcome = _call_and_outcome()
+    log_request(call, outcome)
+    assert buf.getvalue() == ""
+    configure_logging("INFO", stream=buf)
+    log_request(SimpleNamespace(), SimpleNamespace())  # a bare call: fields are None, no exception
+    assert orjson.loads(buf.getvalue().splitlines()[-1])["request_id"] is None
+    bad = SimpleNamespace(started="x", facts=None, key=None)
+    log_request(bad, SimpleNamespace(cost_micros="not a number"))  # broken values: swallowed
+    assert set(request_fields(SimpleNamespace(), SimpleNamespace())) >= {"request_id", "status", "latency_ms", "cost_usd", "cached"}
+
+
+async def test_request_line_from_a_real_request_through_the_app(aiohttp_client, restore_root, monkeypatch):
+    """The fields are read from the real Call/outcome objects (the hook the server calls after the last byte)."""
+    from gateway.config import parse_config
+    from gateway.http.keys import WRITER
+    from gateway.server import build_app
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    cfg = parse_config({"providers": {"mock": {"type": "mock"}}, "models": {"mock": {"targets": ["mock/mock-1"]}},
+                        "pipeline": [{"router": {}}]}, "<test>", env={})
+    app = build_app(cfg)
+    writer = app[WRITER]
+    inner = writer.final_hook
+
+    async def hook(call, outcome):
+        try:
+            if inner is not None:
+                await inner(call, outcome)
+        finally:
+            log_request(call, outcome)
+
+    writer.final_hook = hook
+    client = await aiohttp_client(app)
+    buf = io.StringIO()
+    configure_logging("INFO", stream=buf)
+    r = await client.post("/v1/chat/completions", json={"model": "mock", "messages": [{"role": "user", "content": PROMPT}]})
+    assert r.status == 200, await r.text()
+    lines = [orjson.loads(x) for x in buf.getvalue().splitlines() if '"watchllm.request"' in x]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["request_id"] == r.headers.get("x-request-id") and line["model"] == "mock" and line["status"] == 200
+    assert line["provider"] == "mock" and line["latency_ms"] > 0 and line["prompt_tokens"] > 0
+    assert PROMPT not in buf.getvalue()
