@@ -29,6 +29,7 @@ from .errors import GatewayError
 from .http.keys import CHAIN, RUNTIME, SERVICES
 from .pipeline import build_chain
 from .plugin import Services
+from .server import instantiate
 
 __all__ = ["reload_app", "setup", "Generation", "GENERATIONS"]
 
@@ -41,10 +42,6 @@ PLUGINS = "plugins"
 
 class ReloadError(Exception):
     pass
-
-
-def _instantiate(entry: Any, services: Services) -> Any:
-    return entry.cls(entry.options, services) if entry.options is not None else entry.cls(None, services)
 
 
 async def _shutdown(objs: list[Any]) -> None:
@@ -75,10 +72,10 @@ async def reload_app(app: web.Application, path: str | None = None) -> dict[str,
         started: list[Any] = []
         try:
             for name, entry in config.providers.items():
-                services.providers[name] = _instantiate(entry, services)
+                services.providers[name] = instantiate(entry, services)
             for name, entry in config.tools.items():
-                services.tools[name] = _instantiate(entry, services)
-            layers = [_instantiate(entry, services) for entry in config.pipeline]
+                services.tools[name] = instantiate(entry, services)
+            layers = [instantiate(entry, services) for entry in config.pipeline]
             for obj in [*services.providers.values(), *services.tools.values(), *layers]:
                 fn = getattr(obj, "startup", None)
                 if fn is not None:

@@ -50,8 +50,13 @@ def _make_pricing(config: Config) -> Pricing:
     return Pricing.from_file(config.pricing.file, config.pricing.models)
 
 
-def _instantiate(entry: PluginEntry, services: Services) -> Any:
-    return entry.cls(entry.options, services) if entry.options is not None else entry.cls(None, services)
+def instantiate(entry: PluginEntry, services: Services) -> Any:
+    """Build one plugin. Middleware instances are findable as ``services.extras["middleware.<name>"]``
+    (the admin API reaches the budget and cache layers that way, also after a hot reload)."""
+    obj = entry.cls(entry.options, services)
+    if entry.kind == "middleware":
+        services.extras[f"middleware.{entry.name}"] = obj
+    return obj
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -74,10 +79,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             services.usage = writer_cls(services.store)
             await services.usage.start()
         for name, entry in config.providers.items():
-            services.providers[name] = _instantiate(entry, services)
+            services.providers[name] = instantiate(entry, services)
         for name, entry in config.tools.items():
-            services.tools[name] = _instantiate(entry, services)
-        layers = [_instantiate(entry, services) for entry in config.pipeline]
+            services.tools[name] = instantiate(entry, services)
+        layers = [instantiate(entry, services) for entry in config.pipeline]
         for obj in [*services.providers.values(), *services.tools.values(), *layers]:
             startup = getattr(obj, "startup", None)
             if startup is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import analytics, auth_routes, project_routes, team_routes, usage
+from . import analytics, auth_routes, project_routes, runtime_routes, team_routes, usage
 from .context import ADMIN, AdminContext
 from .settings import AdminSettings
 
@@ -37,6 +37,7 @@ def setup(app: web.Application, services: Any, settings: AdminSettings | None = 
     team_routes.add_routes(app)
     usage.add_routes(app)
     analytics.add_routes(app)
+    runtime_routes.add_routes(app)
     try:
         alerts = importlib.import_module(f"{__name__}.alerts")
     except ModuleNotFoundError as exc:

@@ -21,9 +21,13 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "budget_micros": (int, "spend limit per budget_period, micro-USD"),
     "budget_period": (str, "day | month"),
     "allowed_models": (list, "model aliases this project may call"),
-    "semantic_cache": (bool, "enable the semantic cache for this project"),
+    "semantic_cache": ((bool, dict), "on/off, or {enabled, semantic, threshold} for this project"),
+    "capture_text": (bool, "keep (DLP-masked) prompt and completion text in usage records"),
+    "dlp": (dict, "DLP policy override for this project (see docs/dlp.md)"),
+    "limits": (dict, "rate-limit overrides (see docs/limits.md)"),
+    "budget": (dict, "budget overrides (see docs/limits.md)"),
 }
-PLANS = ("free", "pro", "enterprise", "test")
+PLANS = ("free", "starter", "pro", "agency", "enterprise", "test")
 
 
 def validate_settings(value: Any) -> dict[str, Any]:
@@ -37,8 +41,8 @@ def validate_settings(value: Any) -> dict[str, Any]:
         if item is None:
             continue
         if (kind is int and (isinstance(item, bool) or not isinstance(item, int) or item < 0)) or not isinstance(item, kind):
-            raise GatewayError("invalid_request", f"settings.{key}: expected a {'non-negative integer' if kind is int else kind.__name__}",
-                               param=f"settings.{key}")
+            expected = "non-negative integer" if kind is int else " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise GatewayError("invalid_request", f"settings.{key}: expected a {expected}", param=f"settings.{key}")
         if key == "budget_period" and item not in ("day", "month"):
             raise GatewayError("invalid_request", "settings.budget_period: expected 'day' or 'month'", param=f"settings.{key}")
         if key == "allowed_models" and not all(isinstance(m, str) for m in item):
