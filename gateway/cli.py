@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from typing import Sequence
 
@@ -91,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from .logs import configure_logging
+
+    configure_logging()
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -29,6 +29,7 @@ from .http.keys import CHAIN, RUNTIME, SERVICES, WRITER
 from .http.protocol import GuardedRunner
 from .http.routes import setup_routes
 from .http.writer import ReplyWriter
+from .logs import log_request
 
 __all__ = ["build_app", "serve", "run"]
 
@@ -124,8 +125,11 @@ def build_app(config: Config, *, services: Services | None = None) -> web.Applic
     app[RUNTIME] = {"started": time.monotonic(), "started_wall": time.time(), "ready": False, "draining": False}
 
     async def record_usage(call: Any, outcome: Any) -> None:
-        if services.usage is not None:
-            await services.usage.record(call, outcome)
+        try:
+            if services.usage is not None:
+                await services.usage.record(call, outcome)
+        finally:
+            log_request(call, outcome)  # one JSON line per request, after its usage row is durable
 
     app[WRITER] = ReplyWriter(pricing=services.pricing, body_fields=config.server.body_fields, final_hook=record_usage)
     setup_routes(app)

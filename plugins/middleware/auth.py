@@ -39,7 +39,7 @@ from typing import Any
 
 import orjson
 
-from gateway.call import ApiKeyInfo, Call, Project, StashKey
+from gateway.call import ApiKeyInfo, Call, Project
 from gateway.crypto import DecryptError, MasterKeyError, MasterKeys, hash_api_key, parse_api_key
 from gateway.errors import GatewayError
 from gateway.pipeline import Handler

@@ -80,7 +80,7 @@ class Metrics:
         self.errors = Counter("watchllm_errors", "Error replies by stable error code", ["code"], registry=r)
         self.rejections = Counter("watchllm_rejections", "Requests refused by a rate limit (429) or a budget/quota (402)",
                                   ["code"], registry=r)
-        self.dlp = Counter("watchllm_dlp_findings", "DLP findings by detector", ["detector"], registry=r)
+        self.dlp = Counter("watchllm_dlp_findings", "DLP findings by detector and action", ["detector", "action"], registry=r)
         self.attempts = Counter("watchllm_upstream_attempts", "Upstream attempts (retries and fallbacks included)", ["provider"], registry=r)
         gauge = {"multiprocess_mode": "livesum"}
         self.in_flight = Gauge("watchllm_requests_in_flight", "Requests inside the pipeline or still streaming", registry=r, **gauge)
@@ -177,13 +177,17 @@ class Metrics:
             self._child(self.errors, label).inc()
             if label in REJECTION_CODES:
                 self._child(self.rejections, label).inc()
-        for detector, n in f.dlp_findings.items():
-            if detector not in self._detectors:
-                if len(self._detectors) >= MAX_DETECTORS:
-                    detector = "other"
-                else:
-                    self._detectors.add(detector)
-            self._child(self.dlp, detector).inc(n)
+        if f.dlp_findings:
+            actions = f.extra.get("dlp_actions") or {}
+            for detector, n in f.dlp_findings.items():
+                by_action = actions.get(detector) or {"unknown": n}
+                if detector not in self._detectors:
+                    if len(self._detectors) >= MAX_DETECTORS:
+                        detector = "other"
+                    else:
+                        self._detectors.add(detector)
+                for action, count in by_action.items():
+                    self._child(self.dlp, detector, str(action)).inc(count)
 
     def _project(self, project_id: str) -> str:
         if not self.cfg.project_labels:

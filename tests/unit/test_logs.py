@@ -114,24 +114,12 @@ def test_request_line_is_skipped_below_info_and_never_raises(restore_root):
 async def test_request_line_from_a_real_request_through_the_app(aiohttp_client, restore_root, monkeypatch):
     """The fields are read from the real Call/outcome objects (the hook the server calls after the last byte)."""
     from gateway.config import parse_config
-    from gateway.http.keys import WRITER
     from gateway.server import build_app
 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     cfg = parse_config({"providers": {"mock": {"type": "mock"}}, "models": {"mock": {"targets": ["mock/mock-1"]}},
                         "pipeline": [{"router": {}}]}, "<test>", env={})
-    app = build_app(cfg)
-    writer = app[WRITER]
-    inner = writer.final_hook
-
-    async def hook(call, outcome):
-        try:
-            if inner is not None:
-                await inner(call, outcome)
-        finally:
-            log_request(call, outcome)
-
-    writer.final_hook = hook
+    app = build_app(cfg)  # the server's final hook logs the request line after the usage record
     client = await aiohttp_client(app)
     buf = io.StringIO()
     configure_logging("INFO", stream=buf)

@@ -77,13 +77,14 @@ async def test_cache_hit_dlp_and_cost():
     call = make_call({"model": "mock", "messages": []})
     call.facts.cached, call.facts.tokens_saved, call.facts.cost_saved_micros = "exact", 8, 1500
     call.facts.dlp_findings = {"email": 2}
+    call.facts.extra["dlp_actions"] = {"email": {"mask": 2}}
     reply = await m(call, ScriptedNext(text="x"))
     driven = await drive(reply, call)
     assert driven.outcome.ok
     assert _value(m, "watchllm_cache_hits_total", kind="exact") == 1
     assert _value(m, "watchllm_cache_tokens_saved_total", kind="exact") == 8
     assert abs(_value(m, "watchllm_cache_cost_saved_usd_total", kind="exact") - 0.0015) < 1e-12
-    assert _value(m, "watchllm_dlp_findings_total", detector="email") == 2
+    assert _value(m, "watchllm_dlp_findings_total", detector="email", action="mask") == 2
 
 
 async def test_two_apps_have_separate_registries():

@@ -112,6 +112,11 @@ class Router:
         self._health_cache: tuple[float, dict[str, Any]] | None = None
         self._health_task: asyncio.Task[dict[str, Any]] | None = None
         services.extras["router"] = self
+        services.extras["router.circuits"] = self.circuit_states  # read by the metrics gauges at scrape time
+
+    def circuit_states(self) -> dict[str, str]:
+        """Breaker state per target (``provider/model`` → closed | half_open | open)."""
+        return {name: st.breaker.state for name, st in self.states.items()}
 
     def state_of(self, target: Target) -> TargetState:
         st = self.states.get(target.name)
