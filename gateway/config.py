@@ -41,6 +41,7 @@ class ServerConfig:
     keepalive_timeout: float = 75.0
     shutdown_timeout: float = field(default=30.0, metadata={"help": "drain window on SIGTERM"})
     request_timeout: float = field(default=600.0, metadata={"help": "upper bound for one client request"})
+    max_in_flight: int = field(default=1024, metadata={"help": "proxied requests in flight before new ones get 503 at once"})
     body_fields: bool = field(default=False, metadata={"help": "also put x_watchllm fields in JSON bodies"})
     access_log: bool = False
     admin_enabled: bool = True

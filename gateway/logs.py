@@ -79,11 +79,20 @@ def configure_logging(level: str | int | None = None, *, fmt: str | None = None,
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("watchllm").setLevel(level)
+    # aiosqlite logs SQL parameters (usage rows) at DEBUG: never below INFO.
+    logging.getLogger("aiosqlite").setLevel(max(int(level), logging.INFO))
     return handler
 
 
-def request_fields(call: Any, outcome: Any) -> dict[str, Any]:
-    """The per-request fields, picked explicitly (no text, no keys, no headers)."""
+def request_fields(call: Any, outcome: Any, known_models: Any = None) -> dict[str, Any]:
+    """The per-request fields, picked explicitly (no text, no keys, no headers).
+
+    A ``model`` that is not a configured alias is logged as "other": clients type anything
+    there, secrets included, and the log must not echo it.
+    """
+    model = getattr(call, "model", None) or None
+    if model is not None and known_models is not None and model not in known_models:
+        model = "other"
     f = getattr(call, "facts", None)
     usage = getattr(outcome, "usage", None)
     err = getattr(outcome, "error", None)
@@ -95,7 +104,7 @@ def request_fields(call: Any, outcome: Any) -> dict[str, Any]:
         "project_id": getattr(call, "project_id", None),
         "key_id": getattr(key, "id", None) if key is not None else None,
         "endpoint": getattr(call, "endpoint", None),
-        "model": getattr(call, "model", None) or None,
+        "model": model,
         "model_served": getattr(f, "model_served", None),
         "provider": getattr(f, "provider", None),
         "status": getattr(outcome, "status", None),
@@ -113,12 +122,12 @@ def request_fields(call: Any, outcome: Any) -> dict[str, Any]:
     }
 
 
-def log_request(call: Any, outcome: Any) -> None:
+def log_request(call: Any, outcome: Any, known_models: Any = None) -> None:
     """One INFO line per request on ``watchllm.request``; free when INFO is off; never raises."""
     if not _request_log.isEnabledFor(logging.INFO):
         return
     try:
-        fields = request_fields(call, outcome)
+        fields = request_fields(call, outcome, known_models)
     except Exception:  # a log line must never break a response
         _request_log.debug("request fields unavailable", exc_info=True)
         return

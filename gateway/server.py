@@ -122,14 +122,15 @@ def build_app(config: Config, *, services: Services | None = None) -> web.Applic
         services = Services(config=config, log=log, pricing=_make_pricing(config))
     app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes)
     app[SERVICES] = services
-    app[RUNTIME] = {"started": time.monotonic(), "started_wall": time.time(), "ready": False, "draining": False}
+    app[RUNTIME] = {"started": time.monotonic(), "started_wall": time.time(), "ready": False, "draining": False,
+                    "in_flight": 0, "shed": 0}
 
     async def record_usage(call: Any, outcome: Any) -> None:
         try:
             if services.usage is not None:
                 await services.usage.record(call, outcome)
         finally:
-            log_request(call, outcome)  # one JSON line per request, after its usage row is durable
+            log_request(call, outcome, services.config.models)  # one JSON line per request, after its usage row is durable
 
     app[WRITER] = ReplyWriter(pricing=services.pricing, body_fields=config.server.body_fields, final_hook=record_usage)
     setup_routes(app)

@@ -27,18 +27,31 @@ def error_response(err: GatewayError, rid: str | None = None) -> web.Response:
     return web.Response(status=err.status, body=orjson.dumps(err.body()), headers=headers, content_type="application/json")
 
 
+_OVERLOADED = GatewayError("service_unavailable", "the gateway is at capacity; retry shortly", headers={"Retry-After": "1"})
+
+
 def _proxy(endpoint: str) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
+        runtime = request.app[RUNTIME]
         rid = request_id(request)
+        # Load shedding: past server.max_in_flight the excess is refused at once, before its body is read,
+        # so admitted requests keep their latency and memory stays bounded.
+        if runtime["in_flight"] >= services.config.server.max_in_flight:
+            runtime["shed"] += 1
+            return error_response(_OVERLOADED, rid)
+        runtime["in_flight"] += 1
         try:
-            body = await read_json(request, services.config.server.max_body_bytes)
-            call = make_call(request, endpoint, body, rid)
-        except GatewayError as err:
-            return error_response(err, rid)
-        chain: Handler = request.app[CHAIN]
-        reply = await chain(call)
-        return await request.app[WRITER].write(request, call, reply)
+            try:
+                body = await read_json(request, services.config.server.max_body_bytes)
+                call = make_call(request, endpoint, body, rid)
+            except GatewayError as err:
+                return error_response(err, rid)
+            chain: Handler = request.app[CHAIN]
+            reply = await chain(call)
+            return await request.app[WRITER].write(request, call, reply)
+        finally:
+            runtime["in_flight"] -= 1
 
     handler.__name__ = f"proxy_{endpoint.replace('.', '_')}"
     return handler
