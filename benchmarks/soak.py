@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         exe = ROOT / ".venv/bin/watchllm"
         cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "gateway.cli"]
         gw = Proc("gateway", [*cmd, "serve", "--config", str(cfg)], cpus=CORE_GW if pin else None, log_dir=log_dir, cwd=workdir,
-                  env={"LOG_LEVEL": "WARNING"}).start()
+                  env={"LOG_LEVEL": "WARNING", "WATCHLLM_ALLOW_PRIVATE_UPSTREAMS": "127.0.0.1"}).start()
         gw.wait_http(f"http://127.0.0.1:{port}/ready", timeout=90)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         body = body_for("unique")

@@ -66,8 +66,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     started: list[Any] = []
     connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60,
                                      resolver=netguard.resolver_for_config(config))  # SSRF: refuse private answers
-    services.http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True,
-                                          trace_configs=[netguard.trace_config(config=config)])
+    services.http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
     try:
         open_store = _optional("gateway.store", "open_store")
         if open_store is not None:

@@ -1,8 +1,9 @@
 """Parse an HTTP request into a Call: size-bounded read, one orjson parse, shape checks."""
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 from typing import Any
 
 import orjson
@@ -19,11 +20,17 @@ MAX_CONTAINERS = 100_000  # objects + arrays in one body: 1M tiny objects would 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
+# Request ids: a random per-process prefix and a counter — unique across processes and restarts,
+# and a few hundred ns instead of uuid4's ~3% of a proxied request's CPU (measured with py-spy).
+_RID_PREFIX = os.urandom(8).hex()
+_rid_counter = itertools.count(1)
+
+
 def request_id(request: web.Request) -> str:
     rid = request.headers.get("x-request-id")
     if rid and _RID.match(rid):
         return rid
-    return uuid.uuid4().hex
+    return f"{_RID_PREFIX}{next(_rid_counter):012x}"
 
 
 async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
