@@ -5,15 +5,21 @@ completion (cache store, tool loop), and by providers that build chunks.
 """
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from typing import Any, Iterable
 
 __all__ = ["new_id", "completion_to_chunks", "ChunkAccumulator", "usage_chunk"]
 
 
+_ID_PREFIX = os.urandom(6).hex()
+_id_counter = itertools.count(1)
+
+
 def new_id(prefix: str = "chatcmpl") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+    """A fresh, unique completion id (random per-process prefix + counter; uuid4 cost ~6% of a cache hit)."""
+    return f"{prefix}-{_ID_PREFIX}{next(_id_counter):012x}"
 
 
 def _split(text: str, pieces: int) -> list[str]:

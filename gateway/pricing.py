@@ -28,9 +28,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from .call import Usage
+from .call import Call, StashKey, Usage
 
-__all__ = ["Price", "Pricing", "micros_to_usd", "usd_to_micros", "count_tokens", "SCALE"]
+__all__ = ["Price", "Pricing", "micros_to_usd", "usd_to_micros", "count_tokens", "prompt_tokens", "SCALE"]
 
 SCALE = 1_000_000  # rates are micro-USD per token × SCALE, i.e. exact to 1e-12 USD per token
 
@@ -180,6 +180,19 @@ def _tiktoken_encoder(model: str | None) -> Any:
     if len(_encoders) < 1000:
         _encoders[model] = enc
     return enc
+
+
+_PROMPT_TOKENS: StashKey[int] = StashKey("prompt_tokens")
+
+
+def prompt_tokens(call: Call) -> int:
+    """Tokens of the call's prompt, counted once per call and shared by the layers that need it
+    (rate limit TPM, budget estimate). Computed on the body as first seen (before DLP masking)."""
+    n = call.stash_get(_PROMPT_TOKENS)
+    if n is None:
+        n = count_tokens(call.prompt_text(), call.model)
+        call.stash_set(_PROMPT_TOKENS, n)
+    return n
 
 
 def count_tokens(text: str, model: str | None = None) -> int:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Literal
 
 from gateway import Call, GatewayError, Handler, Reply, Services
-from gateway.pricing import count_tokens, micros_to_usd, usd_to_micros
+from gateway.pricing import micros_to_usd, prompt_tokens, usd_to_micros
 from gateway.reply import Outcome
 from gateway.state import BudgetScope, StateUnavailable
 from gateway.state.periods import Period, period_of
@@ -131,7 +131,7 @@ class Budget:
         if self.config.max_reserve_tokens is not None:
             max_out = min(int(max_out), self.config.max_reserve_tokens)
         messages = body.get("messages")
-        prompt = count_tokens(call.prompt_text(), call.model) + (4 * len(messages) if isinstance(messages, list) else 0)
+        prompt = prompt_tokens(call) + (4 * len(messages) if isinstance(messages, list) else 0)
         alias = self.services.config.models.get(call.model) if self.services.config else None
         models = [t.model for t in alias.targets] if alias is not None else [call.model]
         return self.services.pricing.max_price_micros(models, prompt, int(max_out))

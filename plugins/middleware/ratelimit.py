@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway import Call, GatewayError, Handler, Reply, Services
-from gateway.pricing import count_tokens
+from gateway.pricing import prompt_tokens
 from gateway.reply import Outcome
 from gateway.state import RateLimit as Limit
 from gateway.state import StateUnavailable
@@ -115,7 +115,7 @@ class RateLimit:
             limits.append(Limit(f"p:{pid}:m:{call.model}:rpm", model_rpm, w))
             kinds.append("req")
         if tpm is not None:
-            cost = max(1, count_tokens(call.prompt_text(), call.model))
+            cost = max(1, prompt_tokens(call))
             limits.append(Limit(f"p:{pid}:tpm", int(tpm), w, cost))
             kinds.append("tok")
         if monthly is not None:

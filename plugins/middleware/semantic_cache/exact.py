@@ -79,9 +79,10 @@ def _content_text(content: Any) -> tuple[str, bool]:
     return normalize_text(str(content)), False
 
 
-def _message_key(m: Mapping[str, Any]) -> Any:
+def _message_key(m: Mapping[str, Any], text: str | None = None) -> Any:
     """A canonical form of one message: normalized text plus everything non-textual, verbatim."""
-    text, _ = _content_text(m.get("content"))
+    if text is None:
+        text, _ = _content_text(m.get("content"))
     rest = {k: v for k, v in m.items() if k not in ("content", "role")}
     content = m.get("content")
     if isinstance(content, list):  # keep image URLs, audio etc. in the key
@@ -105,8 +106,8 @@ def build_request(project_id: str, endpoint: str, body: Mapping[str, Any]) -> Ca
             if role in ("system", "developer"):
                 system.append(_message_key(m))
                 continue
-            convo.append(_message_key(m))
             text, only_text = _content_text(m.get("content"))
+            convo.append(_message_key(m, text))
             if not only_text or role not in ("user", "assistant") or m.get("tool_calls") or m.get("function_call"):
                 semantic_ok = False
             turns.append((role, text))
