@@ -196,6 +196,9 @@ def _install_uvloop() -> None:
 
 
 def _worker(config_path: str, host: str | None, port: int | None) -> None:
+    from .logs import configure_logging
+
+    configure_logging()  # a spawned worker starts with no logging set up
     _install_uvloop()
     config = load_config(config_path)
     raise SystemExit(asyncio.run(serve(config, host=host, port=port)))
@@ -227,6 +230,7 @@ def run(config: Config, *, config_path: str | None = None, host: str | None = No
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)  # hot reload reaches every worker
     code = 0
     for p in procs:
         p.join()

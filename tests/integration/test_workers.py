@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 import openai
 import psutil
@@ -17,6 +19,13 @@ def test_two_workers_share_the_port_and_stop_cleanly(gateway_factory, tmp_path):
     listening = {conn.pid for conn in psutil.net_connections("tcp") if conn.laddr and conn.laddr.port == gw.port and conn.status == "LISTEN"}
     children = [ch for ch in psutil.Process(gw.proc.pid).children() if ch.pid in listening]
     assert len(children) == 2  # two workers listen on the same port
+    # SIGHUP to the parent reloads every worker (each logs its reload)
+    gw.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and gw.log().count("config reloaded") < 2:
+        time.sleep(0.1)
+    assert gw.log().count("config reloaded") >= 2, gw.log()[-2000:]
+    assert c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "after"}]).choices
     assert gw.stop(timeout=20) == 0
     assert not any(psutil.pid_exists(ch.pid) and psutil.Process(ch.pid).status() != psutil.STATUS_ZOMBIE for ch in children)
     assert os.path.exists(gw.log_path)
