@@ -29,9 +29,9 @@ from .errors import GatewayError
 from .http.keys import CHAIN, RUNTIME, SERVICES
 from .pipeline import build_chain
 from .plugin import Services
-from .server import instantiate
+from .server import start_plugins
 
-__all__ = ["reload_app", "setup", "Generation", "GENERATIONS"]
+__all__ = ["reload_app", "setup", "GENERATIONS"]
 
 log = logging.getLogger("watchllm.reload")
 
@@ -71,16 +71,7 @@ async def reload_app(app: web.Application, path: str | None = None) -> dict[str,
         services = replace(old, config=config, providers={}, tools={})
         started: list[Any] = []
         try:
-            for name, entry in config.providers.items():
-                services.providers[name] = instantiate(entry, services)
-            for name, entry in config.tools.items():
-                services.tools[name] = instantiate(entry, services)
-            layers = [instantiate(entry, services) for entry in config.pipeline]
-            for obj in [*services.providers.values(), *services.tools.values(), *layers]:
-                fn = getattr(obj, "startup", None)
-                if fn is not None:
-                    await fn()
-                started.append(obj)
+            layers = await start_plugins(config, services, started)
             chain = build_chain(layers)
         except Exception as exc:
             await _shutdown(started)

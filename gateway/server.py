@@ -60,6 +60,25 @@ def instantiate(entry: PluginEntry, services: Services) -> Any:
     return obj
 
 
+async def start_plugins(config: Config, services: Services, started: list[Any]) -> list[Any]:
+    """Build one generation's providers, tools and middleware layers, and run their ``startup()``.
+
+    Everything that started is appended to ``started`` (so the caller can shut it down, also
+    when a later plugin fails). Returns the middleware layers, outermost first.
+    """
+    for name, entry in config.providers.items():
+        services.providers[name] = instantiate(entry, services)
+    for name, entry in config.tools.items():
+        services.tools[name] = instantiate(entry, services)
+    layers = [instantiate(entry, services) for entry in config.pipeline]
+    for obj in [*services.providers.values(), *services.tools.values(), *layers]:
+        startup = getattr(obj, "startup", None)
+        if startup is not None:
+            await startup()
+        started.append(obj)
+    return layers
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     config = services.config
@@ -78,16 +97,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         if writer_cls is not None and services.store is not None:
             services.usage = writer_cls(services.store)
             await services.usage.start()
-        for name, entry in config.providers.items():
-            services.providers[name] = instantiate(entry, services)
-        for name, entry in config.tools.items():
-            services.tools[name] = instantiate(entry, services)
-        layers = [instantiate(entry, services) for entry in config.pipeline]
-        for obj in [*services.providers.values(), *services.tools.values(), *layers]:
-            startup = getattr(obj, "startup", None)
-            if startup is not None:
-                await startup()
-            started.append(obj)
+        layers = await start_plugins(config, services, started)
         app[CHAIN] = build_chain(layers)
         app[RUNTIME]["layers"] = layers
         app[RUNTIME]["plugins"] = started  # hot reload (gateway/reload.py) replaces this list with the live generation's
