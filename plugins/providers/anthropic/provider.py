@@ -16,13 +16,13 @@ from gateway.call import Call, Target
 from gateway.errors import GatewayError, ProviderError, provider_error_from_status
 from gateway.plugin import Services
 from gateway.upstream.sse import iter_sse
+from gateway.upstream.transport import JsonTransport
 
 from .stream import AnthropicStream
 from .translate import from_messages_response, to_messages_request
 
 __all__ = ["AnthropicProvider", "AnthropicConfig", "error_from_response"]
 
-MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,8 +67,11 @@ def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], pro
     return exc
 
 
-class AnthropicProvider:
+class AnthropicProvider(JsonTransport):
     """OpenAI chat ⇄ Anthropic Messages (``POST /v1/messages``), JSON and SSE."""
+
+    NAME = "anthropic"
+    error_from_response = staticmethod(error_from_response)
 
     Config = AnthropicConfig
     requires_api_key = True
@@ -86,56 +89,9 @@ class AnthropicProvider:
         }
 
     # transport ------------------------------------------------------------------
-    def _session(self) -> aiohttp.ClientSession:
-        http = self._services.http
-        if http is None:
-            raise ProviderError("service_unavailable", "gateway HTTP client is not started", status=503)
-        return http
-
     def headers_for(self, call: Call | None, target: Target | None = None) -> dict[str, str]:
         override = call.provider_key(target.provider) if call is not None and target is not None else None  # a project's own key
         return {**self._headers, "x-api-key": override} if override else self._headers
-
-    def _timeout(self, target: Target | None, stream: bool) -> aiohttp.ClientTimeout:
-        total = (target.timeout if target else None) or self.config.timeout
-        if stream:  # a live stream may last long: cap the wait for headers and the gaps, not the total
-            return aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout, sock_read=min(self.config.read_timeout, total))
-        return aiohttp.ClientTimeout(total=total, connect=self.config.connect_timeout)
-
-    async def _send(self, method: str, path: str, payload: Any, *, call: Call | None, target: Target | None, stream: bool) -> aiohttp.ClientResponse:
-        """Send one request; return the open response (status < 400) or raise ProviderError."""
-        name = target.provider if target else "anthropic"
-        data = orjson.dumps(payload) if payload is not None else None
-        try:
-            resp = await self._session().request(
-                method, self._base + path, data=data, headers=self.headers_for(call, target),
-                timeout=self._timeout(target, stream), allow_redirects=False,
-            )
-            if resp.status >= 400:
-                try:
-                    raw = await resp.content.read(MAX_ERROR_BODY)
-                finally:
-                    resp.release()
-                raise error_from_response(resp.status, raw, resp.headers, name)
-        except TimeoutError:
-            raise ProviderError("provider_timeout", f"{name}: no answer within the timeout", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError("provider_error", f"{name}: cannot reach upstream ({type(exc).__name__})", retryable=True) from None
-        return resp
-
-    async def _json(self, method: str, path: str, payload: Any, *, call: Call | None, target: Target | None) -> Any:
-        name = target.provider if target else "anthropic"
-        resp = await self._send(method, path, payload, call=call, target=target, stream=False)
-        try:
-            return orjson.loads(await resp.read())
-        except TimeoutError:
-            raise ProviderError("provider_timeout", f"{name}: answer not finished within the timeout", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError("provider_error", f"{name}: answer cut off ({type(exc).__name__})", retryable=True) from None
-        except orjson.JSONDecodeError:
-            raise ProviderError("provider_error", f"{name}: answer is not JSON", upstream_status=resp.status) from None
-        finally:
-            resp.release()
 
     # the Provider protocol ------------------------------------------------------
     async def chat(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:

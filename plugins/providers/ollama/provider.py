@@ -18,13 +18,13 @@ from gateway.call import Call, Target
 from gateway.errors import GatewayError, ProviderError, provider_error_from_status
 from gateway.plugin import Services
 from gateway.upstream.sse import iter_ndjson_lines
+from gateway.upstream.transport import JsonTransport
 
 from .stream import OllamaStream
 from .translate import from_chat_response, to_chat_request
 
 __all__ = ["OllamaProvider", "OllamaConfig", "error_from_response"]
 
-MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,8 +71,11 @@ def _embedding_value(values: list[float], encoding: str | None) -> Any:
     return values
 
 
-class OllamaProvider:
+class OllamaProvider(JsonTransport):
     """OpenAI chat and embeddings ⇄ Ollama ``/api/chat`` (NDJSON) and ``/api/embed``."""
+
+    NAME = "ollama"
+    error_from_response = staticmethod(error_from_response)
 
     Config = OllamaConfig
     requires_api_key = False
@@ -86,56 +89,17 @@ class OllamaProvider:
             self._headers["authorization"] = f"Bearer {config.api_key}"
 
     # transport ------------------------------------------------------------------
-    def _session(self) -> aiohttp.ClientSession:
-        if self._services.http is None:
-            raise ProviderError("service_unavailable", "gateway HTTP client is not started", status=503)
-        return self._services.http
-
-    def _timeout(self, target: Target | None, stream: bool) -> aiohttp.ClientTimeout:
-        total = (target.timeout if target else None) or self.config.timeout
-        if stream:
-            return aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout, sock_read=min(self.config.read_timeout, total))
-        return aiohttp.ClientTimeout(total=total, connect=self.config.connect_timeout)
-
-    async def _send(self, method: str, path: str, payload: Any, *, target: Target | None, stream: bool) -> aiohttp.ClientResponse:
-        name = target.provider if target else "ollama"
-        data = orjson.dumps(payload) if payload is not None else None
-        try:
-            resp = await self._session().request(
-                method, self._base + path, data=data, headers=self._headers,
-                timeout=self._timeout(target, stream), allow_redirects=False,
-            )
-            if resp.status >= 400:
-                try:
-                    raw = await resp.content.read(MAX_ERROR_BODY)
-                finally:
-                    resp.release()
-                raise error_from_response(resp.status, raw, resp.headers, name)
-        except TimeoutError:
-            raise ProviderError("provider_timeout", f"{name}: no answer within the timeout", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError("provider_error", f"{name}: cannot reach upstream ({type(exc).__name__})", retryable=True) from None
-        return resp
-
-    async def _json(self, method: str, path: str, payload: Any, *, target: Target | None) -> Any:
-        name = target.provider if target else "ollama"
-        resp = await self._send(method, path, payload, target=target, stream=False)
-        try:
-            data = orjson.loads(await resp.read())
-        except TimeoutError:
-            raise ProviderError("provider_timeout", f"{name}: answer not finished within the timeout", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError("provider_error", f"{name}: answer cut off ({type(exc).__name__})", retryable=True) from None
-        except orjson.JSONDecodeError:
-            raise ProviderError("provider_error", f"{name}: answer is not JSON", upstream_status=resp.status) from None
-        finally:
-            resp.release()
-        if isinstance(data, dict) and data.get("error"):
-            raise ProviderError("provider_error", f"{name}: {data['error']}")
-        return data
-
     def _chat_request(self, body: dict[str, Any], target: Target, stream: bool) -> dict[str, Any]:
         return to_chat_request(body, model=target.model, stream=stream, defaults=self.config.options, keep_alive=self.config.keep_alive)
+
+    def headers_for(self, call: Call | None, target: Target | None = None) -> dict[str, str]:
+        return self._headers
+
+    async def _json(self, method: str, path: str, payload: Any, *, target: Target | None, call: Call | None = None) -> Any:
+        data = await super()._json(method, path, payload, target=target, call=call)
+        if isinstance(data, dict) and data.get("error"):  # Ollama answers some failures with 200 {"error": ...}
+            raise ProviderError("provider_error", f"{target.provider if target else self.NAME}: {data['error']}")
+        return data
 
     # the Provider protocol ------------------------------------------------------
     async def chat(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
