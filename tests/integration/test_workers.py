@@ -29,3 +29,25 @@ def test_two_workers_share_the_port_and_stop_cleanly(gateway_factory, tmp_path):
     assert gw.stop(timeout=20) == 0
     assert not any(psutil.pid_exists(ch.pid) and psutil.Process(ch.pid).status() != psutil.STATUS_ZOMBIE for ch in children)
     assert os.path.exists(gw.log_path)
+
+
+def test_metrics_add_up_across_two_workers(gateway_factory, tmp_path):
+    prom_dir = tmp_path / "prom"
+    gw = gateway_factory(base_config(tmp_path, server={"workers": 2, "shutdown_timeout": 5}, pipeline=["metrics", "router"]),
+                         env={"PROMETHEUS_MULTIPROC_DIR": str(prom_dir)})
+    for i in range(40):  # fresh connections spread over both workers (SO_REUSEPORT hashes by source port)
+        fresh = openai.OpenAI(base_url=gw.base_url, api_key="k", max_retries=0)
+        raw = fresh.chat.completions.with_raw_response.create(model="mock", messages=[{"role": "user", "content": f"m{i}"}])
+        assert raw.parse().choices
+        fresh.close()
+    import urllib.request
+
+    totals = []
+    for _ in range(4):  # whichever worker answers the scrape reports the whole server
+        with urllib.request.urlopen(f"{gw.url}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith("watchllm_requests_total{") and 'status="200"' in line)
+        totals.append(total)
+    assert totals == [40.0] * 4, totals
+    assert len(list(prom_dir.glob("*.db"))) >= 2  # both workers wrote their share
