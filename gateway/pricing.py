@@ -173,7 +173,7 @@ def _tiktoken_encoder(model: str | None) -> Any:
         cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR") \
             or os.path.join(tempfile.gettempdir(), "data-gym-cache")
         url = _BPE_URLS.get(name)
-        if url and os.path.exists(os.path.join(cache, hashlib.sha1(url.encode()).hexdigest())):
+        if url and os.path.exists(os.path.join(cache, hashlib.sha1(url.encode(), usedforsecurity=False).hexdigest())):
             enc = tiktoken.get_encoding(name)
     except Exception:  # not an OpenAI model, tiktoken missing, unreadable cache: heuristic
         enc = None

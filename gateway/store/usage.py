@@ -32,6 +32,8 @@ _ROW = f"({', '.join('?' * len(COLUMNS))})"
 # (BEGIN, executemany, COMMIT). SQLite allows 32,766 bound values per statement.
 MAX_ROWS_PER_STATEMENT = 32766 // len(COLUMNS)
 ORG_PROJECTS = "SELECT id FROM projects WHERE org_id = ?"
+_SPEND_SCOPES = {"project": "project_id = ?", "key": "key_id = ?",
+                 "team": "project_id IN (SELECT id FROM projects WHERE team_id = ?)"}
 
 
 class Filter:
@@ -101,6 +103,15 @@ class UsageRepo(Repository):
             return
         async with self.store.tx() as db:
             await db.executemany(_INSERT, rows)
+
+    async def spend_between(self, scope: str, ident: str, start: float, end: float) -> int:
+        """Sum of ``cost_micros`` for one budget scope (project | key | team) in [start, end)."""
+        where = _SPEND_SCOPES[scope]
+        row = await self.store.fetchone(
+            f"SELECT COALESCE(SUM(cost_micros), 0) FROM usage WHERE {where} AND created_at >= ? AND created_at < ?",  # nosec B608 - fixed fragment
+            (ident, start, end),
+        )
+        return int(row[0]) if row else 0
 
     async def purge_before(self, cutoff: float, *, batch: int = 5000) -> int:
         """Delete rows older than ``cutoff`` in small transactions (short write locks)."""

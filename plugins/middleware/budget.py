@@ -238,14 +238,8 @@ class Budget:
                 "reset_at": p.end_ms // 1000, "seeded": got.seeded}
 
     async def _store_spend(self, kind: str, ident: str, p: Period) -> int:
-        store = self.services.store
-        where = {"project": "project_id = ?", "key": "key_id = ?",
-                 "team": "project_id IN (SELECT id FROM projects WHERE team_id = ?)"}[kind]
-        row = await store.fetchone(
-            f"SELECT COALESCE(SUM(cost_micros), 0) FROM usage WHERE {where} AND created_at >= ? AND created_at < ?",
-            (ident, p.start_ms / 1000, p.end_ms / 1000),
-        )
-        return int(row[0]) if row else 0
+        """The system of record's spend of one scope in a period (seeds a counter Redis lost)."""
+        return await self.services.store.usage.spend_between(kind, ident, p.start_ms / 1000, p.end_ms / 1000)
 
 
 def _micros(usd: Any, default: int | None = None) -> int | None:
