@@ -21,6 +21,11 @@ async def test_excess_is_shed_quickly_and_admitted_latency_holds(gateway_factory
                 data = await r.json()
                 return r.status, time.perf_counter() - t0, (data.get("error") or {}).get("code") if r.status != 200 else r.headers.get("Retry-After")
 
+        async def warm() -> None:  # open 24 pooled connections first: measure shedding, not TCP connects
+            async with s.post(f"{gw.base_url}/chat/completions", json=body) as r:
+                await r.read()
+
+        await asyncio.gather(*[warm() for _ in range(24)])
         unloaded = [await one() for _ in range(3)]
         base = max(t for _, t, _ in unloaded)
         results = await asyncio.gather(*[one() for _ in range(24)])  # 3× capacity
@@ -29,7 +34,8 @@ async def test_excess_is_shed_quickly_and_admitted_latency_holds(gateway_factory
     assert len(ok) == 8 and len(shed) == 16
     assert all(code == "service_unavailable" for _, _, code in shed)
     shed_times = sorted(t for _, t, _ in shed)
-    print(f"\nO1: shed {len(shed)}/24, slowest 503 {shed_times[-1] * 1000:.1f} ms; admitted max {max(t for _, t, _ in ok) * 1000:.0f} ms"
+    p99 = shed_times[min(len(shed_times) - 1, int(len(shed_times) * 0.99))]
+    print(f"\nO1: shed {len(shed)}/24, 503 p50 {shed_times[len(shed_times) // 2] * 1000:.1f} ms p99 {p99 * 1000:.1f} ms; admitted max {max(t for _, t, _ in ok) * 1000:.0f} ms"
           f" vs unloaded {base * 1000:.0f} ms")
-    assert shed_times[-1] < 0.2, shed_times  # refused at once, not queued behind the 400 ms requests
+    assert p99 < 0.05, shed_times  # refused at once, not queued behind the 400 ms requests
     assert max(t for _, t, _ in ok) <= 2 * base
