@@ -19,11 +19,13 @@ all rounds (so cost, budget and quota see every round); ``call.facts.tool_rounds
 counts the rounds that ran tools and ``call.facts.extra["tool_calls"]`` records each
 call (round, name, ok, ms).
 
-Rounds are requested non-streamed. For a streaming client the final answer is
-re-chunked (``completion_to_chunks``) — it streams, but only after the model is done;
-a client tool-call round is re-chunked the same way. Place this layer directly
-before ``router``: layers outside it (budget, cache, metrics, usage) see one
-request with the summed usage.
+Streaming clients get every round live: each round is requested as a stream, its
+text reaches the client as it arrives, gateway tool-call deltas are kept back and
+run, and the next round continues the same client stream; a round's
+``finish_reason`` is held until the round turns out to be the last, and one usage
+chunk with the summed usage ends the stream. JSON clients get rounds non-streamed.
+Place this layer directly before ``router``: layers outside it (budget, cache,
+metrics, usage) see one request with the summed usage.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from typing import Any
 import orjson
 
 from gateway.call import Call, Endpoint, Usage
-from gateway.chunks import ChunkAccumulator, completion_to_chunks
+from gateway.chunks import ChunkAccumulator
 from gateway.errors import GatewayError
 from gateway.pipeline import Handler
 from gateway.plugin import Services, Tool
@@ -100,6 +102,68 @@ def _add_usage(total: dict[str, int], usage: dict[str, Any] | None) -> None:
         total[k] = total.get(k, 0) + int((usage or {}).get(k) or 0)
 
 
+def _round_body(original: dict[str, Any], messages: list[Any], offered: list[Any], tool_choice: Any,
+                final_forced: bool, *, stream: bool) -> dict[str, Any]:
+    body = {k: v for k, v in original.items() if k not in ("stream", "stream_options")}
+    body["messages"] = messages
+    body["tools"] = offered  # kept in the last round too: some APIs refuse tool messages without tools
+    if final_forced:
+        body["tool_choice"] = "none"  # the limit is reached: the model must answer in text
+    elif tool_choice is not None:
+        body["tool_choice"] = tool_choice
+    if stream:
+        body["stream"], body["stream_options"] = True, {"include_usage": True}
+    return body
+
+
+def _split_calls(completion: dict[str, Any], tools: dict[str, Tool]) -> tuple[dict[str, Any], dict[str, Any], list, list]:
+    """(choice, message, gateway calls, client calls) of a round's completion."""
+    choice = (completion.get("choices") or [{}])[0]
+    message = dict(choice.get("message") or {})
+    calls = [tc for tc in message.get("tool_calls") or () if isinstance(tc, dict)]
+    ours = [tc for tc in calls if (tc.get("function") or {}).get("name") in tools]
+    return choice, message, ours, [tc for tc in calls if tc not in ours]
+
+
+class _ClientView:
+    """Per round of a live stream: what of each upstream chunk the client may see.
+
+    Text passes at once; deltas of gateway tool calls are kept back; client tool calls pass
+    with their index renumbered; finish and usage chunks are held for the end of the round.
+    """
+
+    def __init__(self, tools: dict[str, Tool], cid: str | None) -> None:
+        self.tools, self.cid = tools, cid
+        self.kind: dict[int, bool] = {}  # upstream tool-call index -> is a gateway call
+        self.client_index: dict[int, int] = {}
+        self.finish: dict[str, Any] | None = None
+
+    def __call__(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
+        if self.cid is None:
+            self.cid = chunk.get("id")
+        choices = []
+        for ch in chunk.get("choices") or ():
+            delta = dict(ch.get("delta") or {})
+            passed = []
+            for tc in delta.get("tool_calls") or ():
+                idx = tc.get("index", 0)
+                if idx not in self.kind:
+                    self.kind[idx] = ((tc.get("function") or {}).get("name") in self.tools)
+                if not self.kind[idx]:
+                    passed.append({**tc, "index": self.client_index.setdefault(idx, len(self.client_index))})
+            if "tool_calls" in delta:
+                delta["tool_calls"] = passed or None
+                if not passed:
+                    delta.pop("tool_calls")
+            if ch.get("finish_reason"):
+                self.finish = {**chunk, "id": self.cid, "choices": [{**ch, "delta": {}}]}
+            if delta:
+                choices.append({**ch, "delta": delta, "finish_reason": None})
+        if not choices:
+            return None
+        return {**chunk, "id": self.cid, "choices": choices}
+
+
 async def _settle(reply: Reply) -> dict[str, Any] | None:
     """The completion of an intermediate round, running the inner layers' hooks as the writer would."""
     body: dict[str, Any] | None
@@ -127,8 +191,7 @@ async def _settle(reply: Reply) -> dict[str, Any] | None:
         body = reply.body if ok else None
         outcome = Outcome(status=reply.status, ended="complete" if ok else "error", error=reply.error, body=body,
                           usage=Usage.from_openai((body or {}).get("usage")))
-    for hook in reply.hooks:
-        await asyncio.shield(hook(outcome))
+    await _run_hooks(reply, outcome)
     if outcome.error is not None:
         raise outcome.error
     return body
@@ -153,40 +216,31 @@ class ToolLoop:
 
         want_stream = call.stream
         original = call.body
-        messages = list(original.get("messages") or [])
-        offered = [*(original.get("tools") or []), *(_schema(t) for t in tools.values())]
-        tool_choice = original.get("tool_choice")
-        totals: dict[str, int] = {}
-        records: list[dict[str, Any]] = call.facts.extra.setdefault("tool_calls", [])
-        sem = asyncio.Semaphore(max(1, self.cfg.max_parallel))
-        last_headers: dict[str, str] = {}
+        st = _LoopState(
+            messages=list(original.get("messages") or []),
+            offered=[*(original.get("tools") or []), *(_schema(t) for t in tools.values())],
+            tool_choice=original.get("tool_choice"),
+            records=call.facts.extra.setdefault("tool_calls", []),
+            sem=asyncio.Semaphore(max(1, self.cfg.max_parallel)),
+        )
+        if want_stream:
+            first = await self._ask(call, call_next, original, st, 0, mc.max_tool_rounds, stream=True)
+            if first.status >= 400 or first.chunks is None:
+                return first
+            live = self._live(call, call_next, original, st, tools, mc.max_tool_rounds, first)
+            return Reply.stream(live, headers={**first.headers, "x-watchllm-tool-rounds": "live"})
 
         for round_no in range(mc.max_tool_rounds + 1):
             final_forced = round_no == mc.max_tool_rounds
-            body = {k: v for k, v in original.items() if k not in ("stream", "stream_options")}
-            body["messages"] = messages
-            body["tools"] = offered  # kept in the last round too: some APIs refuse tool messages without tools
-            if final_forced:
-                body["tool_choice"] = "none"  # the limit is reached: the model must answer in text
-            elif tool_choice is not None:
-                body["tool_choice"] = tool_choice
-            call.body = body
-            try:
-                reply = await call_next(call)
-            finally:
-                call.body = original
+            reply = await self._ask(call, call_next, original, st, round_no, mc.max_tool_rounds, stream=False)
             if reply.status >= 400:
                 return reply
             last_headers = reply.headers
             completion = await _settle(reply)
             if completion is None:
                 raise GatewayError("provider_error", "the model returned no completion")
-            _add_usage(totals, completion.get("usage"))
-            choice = (completion.get("choices") or [{}])[0]
-            message = dict(choice.get("message") or {})
-            calls = [tc for tc in message.get("tool_calls") or () if isinstance(tc, dict)]
-            ours = [tc for tc in calls if (tc.get("function") or {}).get("name") in tools]
-            theirs = [tc for tc in calls if tc not in ours]
+            _add_usage(st.totals, completion.get("usage"))
+            choice, message, ours, theirs = _split_calls(completion, tools)
             if not ours or final_forced:
                 if ours:  # the model ignored tool_choice=none: never hand a client calls it cannot run
                     message["tool_calls"] = theirs or None
@@ -194,37 +248,111 @@ class ToolLoop:
                         message.pop("tool_calls")
                         choice = {**choice, "finish_reason": "stop"}
                     completion["choices"] = [{**choice, "message": message}]
-                return self._final(call, completion, totals, want_stream, last_headers)
+                return self._final(call, completion, st.totals, last_headers)
             if theirs:  # mixed round: hand back the client's calls only
                 message["tool_calls"] = theirs
                 completion["choices"] = [{**choice, "message": message, "finish_reason": "tool_calls"}]
-                return self._final(call, completion, totals, want_stream, last_headers)
-
-            call.facts.tool_rounds += 1
-            if isinstance(tool_choice, dict) and (tool_choice.get("function") or {}).get("name") in tools:
-                tool_choice = "auto"  # a forced gateway tool is forced once, or the loop never ends
-
-            async def run(tc: dict[str, Any], rnd: int = round_no + 1) -> str:
-                async with sem:
-                    started = time.perf_counter()
-                    name = tc["function"]["name"]
-                    content, ok = await run_tool_call(tools[name], tc, call, self.cfg.max_result_chars)
-                    records.append({"round": rnd, "name": name, "ok": ok, "ms": round((time.perf_counter() - started) * 1000, 2)})
-                    return content
-
-            results = await asyncio.gather(*(run(tc) for tc in ours))
-            messages = [*messages, {"role": "assistant", "content": message.get("content"), "tool_calls": ours}]
-            messages += [{"role": "tool", "tool_call_id": tc.get("id"), "content": r} for tc, r in zip(ours, results)]
+                return self._final(call, completion, st.totals, last_headers)
+            await self._run_round(call, st, tools, message, ours, round_no)
         raise AssertionError("unreachable: the last round always returns")  # pragma: no cover
 
-    def _final(self, call: Call, completion: dict[str, Any], totals: dict[str, int], stream: bool, headers: dict[str, str]) -> Reply:
+    async def _ask(self, call: Call, call_next: Handler, original: dict[str, Any], st: "_LoopState", round_no: int,
+                   max_rounds: int, *, stream: bool) -> Reply:
+        call.body = _round_body(original, st.messages, st.offered, st.tool_choice, round_no == max_rounds, stream=stream)
+        try:
+            return await call_next(call)
+        finally:
+            call.body = original
+
+    async def _run_round(self, call: Call, st: "_LoopState", tools: dict[str, Tool], message: dict[str, Any],
+                         ours: list[dict[str, Any]], round_no: int) -> None:
+        """Run a round's gateway calls (in parallel) and append the assistant turn and the results."""
+        call.facts.tool_rounds += 1
+        if isinstance(st.tool_choice, dict) and (st.tool_choice.get("function") or {}).get("name") in tools:
+            st.tool_choice = "auto"  # a forced gateway tool is forced once, or the loop never ends
+
+        async def run(tc: dict[str, Any]) -> str:
+            async with st.sem:
+                started = time.perf_counter()
+                name = tc["function"]["name"]
+                content, ok = await run_tool_call(tools[name], tc, call, self.cfg.max_result_chars)
+                st.records.append({"round": round_no + 1, "name": name, "ok": ok, "ms": round((time.perf_counter() - started) * 1000, 2)})
+                return content
+
+        results = await asyncio.gather(*(run(tc) for tc in ours))
+        st.messages = [*st.messages, {"role": "assistant", "content": message.get("content"), "tool_calls": ours}]
+        st.messages += [{"role": "tool", "tool_call_id": tc.get("id"), "content": r} for tc, r in zip(ours, results)]
+
+    async def _live(self, call: Call, call_next: Handler, original: dict[str, Any], st: "_LoopState",
+                    tools: dict[str, Tool], max_rounds: int, reply: Reply) -> Any:
+        """Rounds for a streaming client: text reaches it as it arrives, across rounds."""
+        cid: str | None = None
+        for round_no in range(max_rounds + 1):
+            if round_no:
+                reply = await self._ask(call, call_next, original, st, round_no, max_rounds, stream=True)
+                if reply.status >= 400 or reply.chunks is None:
+                    raise reply.error or GatewayError("provider_error", "the model returned no stream")
+            view = _ClientView(tools, cid)
+            acc = ChunkAccumulator()
+            outcome = Outcome(status=200, ended="complete")
+            try:
+                async for chunk in reply.chunks:  # type: ignore[union-attr]
+                    for t in reply.transforms:
+                        chunk = t(chunk)  # type: ignore[assignment]
+                        if chunk is None:
+                            break
+                    if chunk is None:
+                        continue
+                    for o in reply.observers:
+                        o(chunk)
+                    acc.add(chunk)
+                    outcome.chunks += 1
+                    out = view(chunk)
+                    if out is not None:
+                        yield out
+            except GatewayError as err:
+                outcome.ended, outcome.status, outcome.error = "upstream_error", err.status, err
+            except BaseException:
+                outcome.ended, outcome.status = "client_gone", 499
+                await _run_hooks(reply, outcome)
+                raise
+            completion = acc.completion() if outcome.ended == "complete" else None
+            outcome.body, outcome.usage = completion, Usage.from_openai((completion or {}).get("usage"))
+            await _run_hooks(reply, outcome)
+            if outcome.error is not None:
+                raise outcome.error
+            cid = view.cid
+            _add_usage(st.totals, (completion or {}).get("usage"))
+            choice, message, ours, theirs = _split_calls(completion or {}, tools)
+            if ours and theirs:
+                # mixed round: the client's calls went out; hand them back, run nothing (as for JSON)
+                ours = []
+            if not ours or round_no == max_rounds:
+                finish = view.finish or {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
+                                         "model": (completion or {}).get("model", ""), "choices": [{"index": 0, "delta": {}}]}
+                reason = "tool_calls" if theirs else (choice.get("finish_reason") if not ours else "stop") or "stop"
+                yield {**finish, "choices": [{**finish["choices"][0], "finish_reason": reason}]}
+                yield {"id": cid, "object": "chat.completion.chunk", "created": finish.get("created", int(time.time())),
+                       "model": finish.get("model", ""), "choices": [], "usage": dict(st.totals)}
+                return
+            await self._run_round(call, st, tools, message, ours, round_no)
+
+    def _final(self, call: Call, completion: dict[str, Any], totals: dict[str, int], headers: dict[str, str]) -> Reply:
         completion["usage"] = {**(completion.get("usage") or {}), **totals}
         headers = {**headers, "x-watchllm-tool-rounds": str(call.facts.tool_rounds)}
-        if not stream:
-            return Reply.json(completion, headers=headers)
-        return Reply.stream(_aiter(completion_to_chunks(completion, fresh_id=False)), headers=headers)
+        return Reply.json(completion, headers=headers)
 
 
-async def _aiter(chunks: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
-    for c in chunks:
-        yield c
+@dataclass
+class _LoopState:
+    messages: list[Any]
+    offered: list[Any]
+    tool_choice: Any
+    records: list[dict[str, Any]]
+    sem: asyncio.Semaphore
+    totals: dict[str, int] = field(default_factory=dict)
+
+
+async def _run_hooks(reply: Reply, outcome: Outcome) -> None:
+    for hook in reply.hooks:
+        await asyncio.shield(hook(outcome))

@@ -76,3 +76,28 @@ def test_v1_tools_lists_the_tools_models_may_use(gw):
     assert set(by_name) == {"calculator", "current_time"}  # http_get is enabled but offered to no alias
     assert by_name["calculator"]["models"] == ["agent"]
     assert by_name["calculator"]["function"]["parameters"]["required"] == ["expression"]
+
+
+def test_streamed_final_round_reaches_the_client_live(gw):
+    """The final answer streams as the model writes it (chunks 150 ms apart), not re-chunked at the end."""
+    arrivals, kinds = [], []
+    stream = client(gw).chat.completions.create(
+        model="agent", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": '[[call calculator {"expression": "6*7"}]]'}],
+        extra_headers={"x-mock-chunk-delay-ms": "150", "x-mock-chunks": "6"})
+    import time
+
+    chunks = []
+    for chunk in stream:
+        chunks.append(chunk)
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic())
+        if chunk.choices and chunk.choices[0].delta.tool_calls:
+            kinds.append("tool_calls")
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == 'Result: {"expression":"6*7","result":42}'
+    assert kinds == []  # the gateway's own tool calls never reach the client
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert len({c.id for c in chunks}) == 1  # one coherent stream across rounds
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 20  # summed over both rounds
+    assert len(arrivals) >= 5 and arrivals[-1] - arrivals[0] > 0.5  # pieces arrived as written, not all at once
