@@ -209,6 +209,7 @@ def _worker(config_path: str, host: str | None, port: int | None) -> None:
     from .logs import configure_logging
 
     configure_logging()  # a spawned worker starts with no logging set up
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload during start-up must not kill it; serve() installs the handler
     _install_uvloop()
     config = load_config(config_path)
     raise SystemExit(asyncio.run(serve(config, host=host, port=port)))

@@ -11,13 +11,23 @@ import psutil
 from tests.fixtures.gateway import base_config
 
 
+def _listening_workers(gw, *, expected: int, timeout: float = 30.0) -> list:
+    """The worker processes listening on the gateway's port (/ready answers as soon as one of them is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listening = {c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == gw.port and c.status == "LISTEN"}
+        children = [ch for ch in psutil.Process(gw.proc.pid).children() if ch.pid in listening]
+        if len(children) >= expected or time.monotonic() > deadline:
+            return children
+        time.sleep(0.1)
+
+
 def test_two_workers_share_the_port_and_stop_cleanly(gateway_factory, tmp_path):
     gw = gateway_factory(base_config(tmp_path, server={"workers": 2, "shutdown_timeout": 5}))
     c = openai.OpenAI(base_url=gw.base_url, api_key="k", max_retries=0)
     for _ in range(20):
         assert c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "w"}]).choices
-    listening = {conn.pid for conn in psutil.net_connections("tcp") if conn.laddr and conn.laddr.port == gw.port and conn.status == "LISTEN"}
-    children = [ch for ch in psutil.Process(gw.proc.pid).children() if ch.pid in listening]
+    children = _listening_workers(gw, expected=2)
     assert len(children) == 2  # two workers listen on the same port
     # SIGHUP to the parent reloads every worker (each logs its reload)
     gw.proc.send_signal(signal.SIGHUP)
@@ -35,6 +45,7 @@ def test_metrics_add_up_across_two_workers(gateway_factory, tmp_path):
     prom_dir = tmp_path / "prom"
     gw = gateway_factory(base_config(tmp_path, server={"workers": 2, "shutdown_timeout": 5}, pipeline=["metrics", "router"]),
                          env={"PROMETHEUS_MULTIPROC_DIR": str(prom_dir)})
+    assert len(_listening_workers(gw, expected=2)) == 2
     for i in range(40):  # fresh connections spread over both workers (SO_REUSEPORT hashes by source port)
         fresh = openai.OpenAI(base_url=gw.base_url, api_key="k", max_retries=0)
         raw = fresh.chat.completions.with_raw_response.create(model="mock", messages=[{"role": "user", "content": f"m{i}"}])
