@@ -140,7 +140,7 @@ class Store:
         db = await aiosqlite.connect(self.path, isolation_level=None)  # autocommit; tx() opens transactions
         db.row_factory = sqlite3.Row
         await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-        await db.execute("PRAGMA journal_mode=WAL")
+        await self._enable_wal(db)
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA foreign_keys=ON")
         self._db = db
@@ -152,6 +152,19 @@ class Store:
         for name, cls in _REPOSITORIES.items():
             setattr(self, name, cls(self))
         return self
+
+    async def _enable_wal(self, db: aiosqlite.Connection) -> None:
+        """``journal_mode=WAL`` answers SQLITE_BUSY at once (no busy handler) while another process
+        converts a new file: retry within the busy timeout. WAL is persistent, so this is first-open only."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            try:
+                await db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
 
     async def ping(self) -> None:
         if self._db is None:
