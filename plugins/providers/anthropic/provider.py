@@ -9,15 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping
 
-import aiohttp
 import orjson
 
 from gateway.call import Call, Target
-from gateway.errors import GatewayError, ProviderError, provider_error_from_status
+from gateway.errors import GatewayError, ProviderError
 from gateway.plugin import Services
 from gateway.upstream.sse import iter_sse
 from gateway.upstream.transport import JsonTransport
 
+from .._common import (
+    ChatOnly, check_http_config, provider_error, reading_stream, retry_after_header, stream_json, with_project_key,
+)
 from .stream import AnthropicStream
 from .translate import from_messages_response, to_messages_request
 
@@ -38,10 +40,9 @@ class AnthropicConfig:
     models: list[str] = field(default_factory=list, metadata={"help": "static model list; empty asks GET /v1/models"})
 
     def validate(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
-        if min(self.timeout, self.connect_timeout, self.read_timeout) <= 0 or self.max_tokens <= 0:
-            raise ValueError("timeouts and max_tokens must be positive")
+        check_http_config(
+            self.base_url, self.timeout, self.connect_timeout, self.read_timeout, self.max_tokens, what="timeouts and max_tokens"
+        )
 
 
 def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], provider: str) -> ProviderError:
@@ -52,14 +53,7 @@ def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], pro
         message, kind = err.get("message") or message, err.get("type")
     except (orjson.JSONDecodeError, AttributeError):
         pass
-    retry_after = headers.get("retry-after")
-    try:
-        wait = float(retry_after) if retry_after else None
-    except ValueError:
-        wait = None
-    exc = provider_error_from_status(status, f"{provider}: {message}", retry_after=wait)
-    if not exc.message.startswith(provider):  # the core rewords credential failures; say whose
-        exc.message = f"{provider}: {exc.message}"
+    exc = provider_error(status, provider, message, retry_after_header(headers))
     if status == 400 and "prompt is too long" in message.lower():
         exc.context_window = True
     if kind:
@@ -67,7 +61,7 @@ def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], pro
     return exc
 
 
-class AnthropicProvider(JsonTransport):
+class AnthropicProvider(ChatOnly, JsonTransport):
     """OpenAI chat ⇄ Anthropic Messages (``POST /v1/messages``), JSON and SSE."""
 
     NAME = "anthropic"
@@ -90,8 +84,7 @@ class AnthropicProvider(JsonTransport):
 
     # transport ------------------------------------------------------------------
     def headers_for(self, call: Call | None, target: Target | None = None) -> dict[str, str]:
-        override = call.provider_key(target.provider) if call is not None and target is not None else None  # a project's own key
-        return {**self._headers, "x-api-key": override} if override else self._headers
+        return with_project_key(self._headers, "x-api-key", call, target)
 
     # the Provider protocol ------------------------------------------------------
     async def chat(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
@@ -103,34 +96,14 @@ class AnthropicProvider(JsonTransport):
         req = to_messages_request(body, model=target.model, default_max_tokens=self.config.max_tokens, stream=True)
         resp = await self._send("POST", "/v1/messages", req, call=call, target=target, stream=True)
         translator = AnthropicStream(model=target.model, provider=target.provider)
-        try:
+        with reading_stream(resp, target.provider, lambda: translator.finished):
             async for event in iter_sse(resp):
-                try:
-                    data = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    raise ProviderError("provider_error", f"{target.provider}: malformed stream event") from None
-                for chunk in translator.feed(event.event, data):
+                for chunk in translator.feed(event.event, stream_json(event.data, target.provider)):
                     yield chunk
                 if translator.finished:
                     break
             if not translator.finished:
                 raise ProviderError("provider_error", f"{target.provider}: stream ended before message_stop")
-        except TimeoutError:
-            raise ProviderError("provider_timeout", f"{target.provider}: stream stalled past the read timeout") from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError("provider_error", f"{target.provider}: stream broke ({type(exc).__name__})") from None
-        finally:
-            if translator.finished:
-                resp.release()
-            else:
-                resp.close()  # client gone or error: drop the upstream connection, do not drain it
-
-    async def completions(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
-        raise GatewayError("invalid_request", f"{target.provider} serves chat only: use /v1/chat/completions", param="prompt")
-
-    async def completions_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
-        raise GatewayError("invalid_request", f"{target.provider} serves chat only: use /v1/chat/completions", param="prompt")
-        yield {}  # pragma: no cover - makes this an async generator
 
     async def embeddings(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
         raise GatewayError("invalid_request", "anthropic has no embeddings API", param="model")

@@ -11,11 +11,11 @@ buffers text, so every delta becomes a chunk as soon as it is fed.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Mapping
 
 from gateway.errors import ProviderError
 
+from .._common import ChunkStream
 from .translate import FINISH_REASONS, usage_from_anthropic
 
 __all__ = ["AnthropicStream", "error_from_event"]
@@ -34,29 +34,17 @@ def error_from_event(data: Mapping[str, Any], provider: str = "anthropic") -> Pr
     return ProviderError(code, message, upstream_status=status, retryable=status is not None, details={"upstream_type": kind})
 
 
-class AnthropicStream:
+class AnthropicStream(ChunkStream):
     """Stateful translator: ``feed(event, data)`` returns the chunks that event produces."""
 
-    __slots__ = ("id", "model", "created", "usage", "finished", "_tool_index", "_blocks", "provider")
+    __slots__ = ("usage", "finished", "_tool_index", "_blocks")
 
     def __init__(self, *, model: str, provider: str = "anthropic", created: int | None = None) -> None:
-        self.id = ""
-        self.model = model
-        self.provider = provider
-        self.created = created or int(time.time())
+        super().__init__(cid="", model=model, provider=provider, created=created)
         self.usage: dict[str, Any] = {}
         self.finished = False  # message_stop seen: the stream ended as Anthropic intended
         self._tool_index = 0
         self._blocks: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
-
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
-        }
 
     def feed(self, event: str | None, data: Mapping[str, Any]) -> list[dict[str, Any]]:
         kind = data.get("type") or event
@@ -102,11 +90,4 @@ class AnthropicStream:
         return []  # ping, content_block_stop, and event types added later
 
     def usage_chunk(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": usage_from_anthropic(self.usage),
-        }
+        return self._usage_chunk(usage_from_anthropic(self.usage))

@@ -12,12 +12,14 @@ Rules worth knowing (each one a 400 from Anthropic otherwise):
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Mapping
 
 import orjson
 
-from gateway.errors import GatewayError
+from .._common import (
+    assistant_message, chat_completion, chat_messages, choice, image_url_of, invalid, require_one_choice, text_of,
+    tool_call_arguments, tool_functions,
+)
 
 __all__ = ["to_messages_request", "from_messages_response", "usage_from_anthropic", "FINISH_REASONS", "image_block"]
 
@@ -33,21 +35,17 @@ FINISH_REASONS: dict[str, str] = {
 }
 
 
-def _invalid(message: str, param: str | None = None) -> GatewayError:
-    return GatewayError("invalid_request", message, param=param)
-
-
 def image_block(url: str) -> dict[str, Any]:
     """An OpenAI ``image_url`` (a data: URL or an http(s) URL) as an Anthropic image block."""
     if url.startswith("data:"):
         header, sep, data = url.partition(",")
         media_type = header[5:].split(";", 1)[0]
         if not sep or ";base64" not in header or not media_type:
-            raise _invalid("image data URLs must look like data:<media-type>;base64,<data>", "messages")
+            raise invalid("image data URLs must look like data:<media-type>;base64,<data>", "messages")
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise _invalid("image_url must be a data: URL or an http(s) URL", "messages")
+    raise invalid("image_url must be a data: URL or an http(s) URL", "messages")
 
 
 def _content_blocks(content: Any, *, allow_images: bool) -> list[dict[str, Any]]:
@@ -57,7 +55,7 @@ def _content_blocks(content: Any, *, allow_images: bool) -> list[dict[str, Any]]
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     if not isinstance(content, list):
-        raise _invalid("message content must be a string or a list of parts", "messages")
+        raise invalid("message content must be a string or a list of parts", "messages")
     blocks: list[dict[str, Any]] = []
     for part in content:
         kind = part.get("type") if isinstance(part, Mapping) else None
@@ -69,32 +67,22 @@ def _content_blocks(content: Any, *, allow_images: bool) -> list[dict[str, Any]]
                 block["cache_control"] = part["cache_control"]
             blocks.append(block)
         elif kind == "image_url" and allow_images:
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, Mapping) else image
-            blocks.append(image_block(str(url or "")))
+            blocks.append(image_block(image_url_of(part)))
         else:
-            raise _invalid(f"content part type {kind!r} is not supported by anthropic", "messages")
+            raise invalid(f"content part type {kind!r} is not supported by anthropic", "messages")
     return blocks
 
 
 def _tool_use_block(tool_call: Mapping[str, Any]) -> dict[str, Any]:
     fn = tool_call.get("function") or {}
-    raw = fn.get("arguments") or "{}"
-    try:
-        args = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
-    except orjson.JSONDecodeError:
-        raise _invalid(f"tool call {tool_call.get('id')!r} has arguments that are not JSON", "messages") from None
+    args = tool_call_arguments(tool_call)
     if not isinstance(args, dict):
-        raise _invalid(f"tool call {tool_call.get('id')!r} arguments must be a JSON object", "messages")
+        raise invalid(f"tool call {tool_call.get('id')!r} arguments must be a JSON object", "messages")
     return {"type": "tool_use", "id": tool_call.get("id") or "", "name": fn.get("name") or "", "input": args}
 
 
 def _tool_result_block(message: Mapping[str, Any]) -> dict[str, Any]:
-    content = message.get("content")
-    if isinstance(content, list):
-        text = "".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
-    else:
-        text = "" if content is None else str(content)
+    text = text_of(message.get("content"))
     return {"type": "tool_result", "tool_use_id": message.get("tool_call_id") or message.get("name") or "", "content": text}
 
 
@@ -118,7 +106,7 @@ def _messages(openai_messages: list[Any]) -> tuple[list[dict[str, Any]], list[di
 
     for i, m in enumerate(openai_messages):
         if not isinstance(m, Mapping):
-            raise _invalid(f"messages[{i}] must be an object", "messages")
+            raise invalid(f"messages[{i}] must be an object", "messages")
         role = m.get("role")
         if role in ("system", "developer"):
             system.extend(_content_blocks(m.get("content"), allow_images=False))
@@ -131,16 +119,13 @@ def _messages(openai_messages: list[Any]) -> tuple[list[dict[str, Any]], list[di
         elif role in ("tool", "function"):
             append("user", [_tool_result_block(m)])
         else:
-            raise _invalid(f"messages[{i}].role {role!r} is not supported", "messages")
+            raise invalid(f"messages[{i}].role {role!r} is not supported", "messages")
     return system, out
 
 
 def _tools(tools: list[Any]) -> list[dict[str, Any]]:
     out = []
-    for t in tools:
-        fn = t.get("function") if isinstance(t, Mapping) else None
-        if not isinstance(fn, Mapping) or not fn.get("name"):
-            raise _invalid("each tool must be {type: function, function: {name, parameters}}", "tools")
+    for fn in tool_functions(tools):
         tool = {"name": fn["name"], "input_schema": fn.get("parameters") or {"type": "object", "properties": {}}}
         if fn.get("description"):
             tool["description"] = fn["description"]
@@ -160,7 +145,7 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     elif isinstance(choice, Mapping) and isinstance(choice.get("function"), Mapping):
         out = {"type": "tool", "name": choice["function"].get("name")}
     else:
-        raise _invalid(f"tool_choice {choice!r} is not supported", "tool_choice")
+        raise invalid(f"tool_choice {choice!r} is not supported", "tool_choice")
     if out is not None and parallel is False and out["type"] != "none":
         out["disable_parallel_tool_use"] = True
     return out
@@ -168,11 +153,8 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 
 def to_messages_request(body: Mapping[str, Any], *, model: str, default_max_tokens: int, stream: bool) -> dict[str, Any]:
     """OpenAI chat request → Anthropic ``POST /v1/messages`` body."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _invalid("messages must be a non-empty list", "messages")
-    if (body.get("n") or 1) != 1:
-        raise _invalid("anthropic returns one choice per request; n must be 1", "n")
+    messages = chat_messages(body)
+    require_one_choice(body, "anthropic")
     system, turns = _messages(messages)
     req: dict[str, Any] = {
         "model": model,
@@ -229,15 +211,7 @@ def from_messages_response(resp: Mapping[str, Any], *, model: str) -> dict[str, 
             args = orjson.dumps(block.get("input") or {}).decode()
             tool_calls.append({"id": block.get("id"), "type": "function", "function": {"name": block.get("name"), "arguments": args}})
         # thinking / redacted_thinking blocks have no OpenAI chat equivalent and are dropped.
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    stop = resp.get("stop_reason")
-    return {
-        "id": resp.get("id") or "",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": resp.get("model") or model,
-        "choices": [{"index": 0, "message": message, "finish_reason": FINISH_REASONS.get(stop or "", "stop"), "logprobs": None}],
-        "usage": usage_from_anthropic(resp.get("usage")),
-    }
+    message = assistant_message("".join(texts) if texts or not tool_calls else None, tool_calls)
+    reason = FINISH_REASONS.get(resp.get("stop_reason") or "", "stop")
+    usage = usage_from_anthropic(resp.get("usage"))
+    return chat_completion(resp.get("id") or "", resp.get("model") or model, [choice(0, message, reason)], usage)

@@ -6,22 +6,23 @@ in the ``x-goog-api-key`` header, never in the URL, so it cannot leak into acces
 """
 from __future__ import annotations
 
-import base64
 import re
-import struct
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
 from gateway.call import Call, Target
-from gateway.errors import GatewayError, ProviderError, provider_error_from_status
+from gateway.errors import GatewayError, ProviderError
 from gateway.plugin import Services
 from gateway.upstream.sse import iter_sse
 from gateway.upstream.transport import JsonTransport
 
+from .._common import (
+    ChatOnly, check_http_config, embedding_value, provider_error, reading_stream, retry_after_header, stream_json,
+    with_project_key,
+)
 from .stream import GeminiStream
 from .translate import from_generate_response, to_generate_request
 
@@ -41,10 +42,7 @@ class GeminiConfig:
     models: list[str] = field(default_factory=list, metadata={"help": "static model list; empty asks GET /models"})
 
     def validate(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
-        if min(self.timeout, self.connect_timeout, self.read_timeout) <= 0:
-            raise ValueError("timeouts must be positive")
+        check_http_config(self.base_url, self.timeout, self.connect_timeout, self.read_timeout)
 
 
 def _retry_delay(err: Mapping[str, Any], headers: Mapping[str, str]) -> float | None:
@@ -52,10 +50,7 @@ def _retry_delay(err: Mapping[str, Any], headers: Mapping[str, str]) -> float | 
         match = re.fullmatch(r"([0-9.]+)s", str(detail.get("retryDelay", ""))) if isinstance(detail, Mapping) else None
         if match:
             return float(match.group(1))
-    try:
-        return float(headers["retry-after"]) if headers.get("retry-after") else None
-    except ValueError:
-        return None
+    return retry_after_header(headers)
 
 
 def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], provider: str) -> ProviderError:
@@ -71,9 +66,7 @@ def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], pro
     message = str(err.get("message") or raw.decode("utf-8", "replace")[:500] or f"HTTP {status}")
     if status == 400 and ("API_KEY_INVALID" in raw.decode("utf-8", "replace") or "API key not valid" in message):
         status = 401  # Gemini says 400 for a bad key; it is the gateway's credentials, not the client's request
-    exc = provider_error_from_status(status, f"{provider}: {message}", retry_after=_retry_delay(err, headers))
-    if not exc.message.startswith(provider):
-        exc.message = f"{provider}: {exc.message}"
+    exc = provider_error(status, provider, message, _retry_delay(err, headers))
     if status == 400 and "exceeds the maximum number of tokens" in message:
         exc.context_window = True
     if err.get("status"):
@@ -81,13 +74,7 @@ def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], pro
     return exc
 
 
-def _embedding_value(values: list[float], encoding: str | None) -> Any:
-    if encoding == "base64":  # what the OpenAI SDKs ask for by default: little-endian float32
-        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
-    return values
-
-
-class GeminiProvider(JsonTransport):
+class GeminiProvider(ChatOnly, JsonTransport):
     """OpenAI chat and embeddings ⇄ Gemini generateContent / batchEmbedContents."""
 
     NAME = "gemini"
@@ -104,8 +91,7 @@ class GeminiProvider(JsonTransport):
 
     # transport ------------------------------------------------------------------
     def headers_for(self, call: Call | None, target: Target | None = None) -> dict[str, str]:
-        override = call.provider_key(target.provider) if call is not None and target is not None else None  # a project's own key
-        return {**self._headers, "x-goog-api-key": override} if override else self._headers
+        return with_project_key(self._headers, "x-goog-api-key", call, target)
 
     @staticmethod
     def _model_path(model: str) -> str:
@@ -122,33 +108,13 @@ class GeminiProvider(JsonTransport):
         resp = await self._send("POST", path, to_generate_request(body), call=call, target=target, stream=True)
         translator = GeminiStream(model=target.model, provider=target.provider)
         ended = False
-        try:
+        with reading_stream(resp, target.provider, lambda: ended):
             async for event in iter_sse(resp):
-                try:
-                    data = orjson.loads(event.data)
-                except orjson.JSONDecodeError:
-                    raise ProviderError("provider_error", f"{target.provider}: malformed stream event") from None
-                for chunk in translator.feed(data):
+                for chunk in translator.feed(stream_json(event.data, target.provider)):
                     yield chunk
             ended = True
             for chunk in translator.finish():
                 yield chunk
-        except TimeoutError:
-            raise ProviderError("provider_timeout", f"{target.provider}: stream stalled past the read timeout") from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError("provider_error", f"{target.provider}: stream broke ({type(exc).__name__})") from None
-        finally:
-            if ended:
-                resp.release()
-            else:
-                resp.close()  # client gone or error: drop the upstream connection, do not drain it
-
-    async def completions(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
-        raise GatewayError("invalid_request", f"{target.provider} serves chat only: use /v1/chat/completions", param="prompt")
-
-    async def completions_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
-        raise GatewayError("invalid_request", f"{target.provider} serves chat only: use /v1/chat/completions", param="prompt")
-        yield {}  # pragma: no cover - makes this an async generator
 
     async def embeddings(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
         texts = body.get("input")
@@ -166,7 +132,7 @@ class GeminiProvider(JsonTransport):
         resp = await self._json("POST", path, {"requests": requests}, call=call, target=target)
         encoding = body.get("encoding_format")
         data = [
-            {"object": "embedding", "index": i, "embedding": _embedding_value(e.get("values") or [], encoding)}
+            {"object": "embedding", "index": i, "embedding": embedding_value(e.get("values") or [], encoding)}
             for i, e in enumerate(resp.get("embeddings") or ())
         ]
         # batchEmbedContents reports no token counts; zero says "not reported", not "free".

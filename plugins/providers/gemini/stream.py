@@ -8,12 +8,11 @@ Function calls arrive whole, never split, so each becomes one complete tool-call
 """
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any, Mapping
 
 from gateway.errors import ProviderError
 
+from .._common import ChunkStream, new_completion_id
 from .translate import finish_reason, function_call_to_tool_call, usage_from_gemini
 
 __all__ = ["GeminiStream"]
@@ -27,34 +26,22 @@ class _Candidate:
         self.finished = False
 
 
-class GeminiStream:
+class GeminiStream(ChunkStream):
     """Stateful translator: ``feed(data)`` per event, ``finish()`` when the upstream closes."""
 
-    __slots__ = ("id", "model", "created", "usage", "provider", "_candidates")
+    __slots__ = ("usage", "_candidates")
 
     def __init__(self, *, model: str, provider: str = "gemini", created: int | None = None) -> None:
-        self.id = ""
-        self.model = model
-        self.provider = provider
-        self.created = created or int(time.time())
+        super().__init__(cid="", model=model, provider=provider, created=created)
         self.usage: Mapping[str, Any] = {}
         self._candidates: dict[int, _Candidate] = {}
-
-    def _chunk(self, index: int, delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": index, "delta": delta, "finish_reason": reason, "logprobs": None}],
-        }
 
     def feed(self, data: Mapping[str, Any]) -> list[dict[str, Any]]:
         if isinstance(data.get("error"), Mapping):
             err = data["error"]
             raise ProviderError("provider_error", f"{self.provider}: {err.get('message') or err.get('status') or 'stream error'}")
         if not self.id:
-            self.id = data.get("responseId") or f"chatcmpl-{uuid.uuid4().hex[:24]}"
+            self.id = data.get("responseId") or new_completion_id()
             self.model = data.get("modelVersion") or self.model
         if data.get("usageMetadata"):
             self.usage = data["usageMetadata"]
@@ -63,23 +50,23 @@ class GeminiStream:
         if not candidates and (data.get("promptFeedback") or {}).get("blockReason") and not self._candidates:
             self._candidates[0] = _Candidate()
             self._candidates[0].finished = True
-            return [self._chunk(0, {"role": "assistant", "content": ""}), self._chunk(0, {}, "content_filter")]
+            return [self._chunk({"role": "assistant", "content": ""}), self._chunk({}, "content_filter")]
         for pos, cand in enumerate(candidates):
             index = int(cand.get("index", pos))
             state = self._candidates.get(index)
             if state is None:
                 state = self._candidates[index] = _Candidate()
-                out.append(self._chunk(index, {"role": "assistant", "content": ""}))
+                out.append(self._chunk({"role": "assistant", "content": ""}, index=index))
             for part in (cand.get("content") or {}).get("parts") or ():
                 if "functionCall" in part:
                     call = function_call_to_tool_call(part)
-                    out.append(self._chunk(index, {"tool_calls": [{"index": state.tools, **call}]}))
+                    out.append(self._chunk({"tool_calls": [{"index": state.tools, **call}]}, index=index))
                     state.tools += 1
                 elif part.get("text") and not part.get("thought"):
-                    out.append(self._chunk(index, {"content": part["text"]}))
+                    out.append(self._chunk({"content": part["text"]}, index=index))
             if cand.get("finishReason") and not state.finished:
                 state.finished = True
-                out.append(self._chunk(index, {}, finish_reason(cand["finishReason"], tool_calls=state.tools > 0)))
+                out.append(self._chunk({}, finish_reason(cand["finishReason"], tool_calls=state.tools > 0), index=index))
         return out
 
     @property
@@ -90,11 +77,4 @@ class GeminiStream:
         """The upstream closed: the usage chunk, or an error if Gemini never said it was done."""
         if not self.finished:
             raise ProviderError("provider_error", f"{self.provider}: stream ended before a finishReason")
-        return [{
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": usage_from_gemini(self.usage),
-        }]
+        return [self._usage_chunk(usage_from_gemini(self.usage))]

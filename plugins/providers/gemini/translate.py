@@ -14,23 +14,21 @@ Rules worth knowing:
 """
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any, Mapping
 
 import orjson
 
-from gateway.errors import GatewayError
-
+from .._common import (
+    assistant_message, chat_completion, chat_messages, choice, inline_image, invalid, new_call_id, new_completion_id,
+    sampling_params, text_of, tool_call_arguments, tool_functions,
+)
 from .schema import to_gemini_schema
 
 __all__ = ["to_generate_request", "from_generate_response", "usage_from_gemini", "finish_reason", "function_call_to_tool_call"]
 
+_SAMPLING = (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"),
+             ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"))
 _FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
-
-
-def _invalid(message: str, param: str | None = "messages") -> GatewayError:
-    return GatewayError("invalid_request", message, param=param)
 
 
 def finish_reason(reason: str | None, *, tool_calls: bool) -> str:
@@ -42,19 +40,13 @@ def finish_reason(reason: str | None, *, tool_calls: bool) -> str:
     return "tool_calls" if tool_calls else "stop"
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
-    return "" if content is None else str(content)
-
-
 def _parts(content: Any) -> list[dict[str, Any]]:
     if content is None:
         return []
     if isinstance(content, str):
         return [{"text": content}] if content else []
     if not isinstance(content, list):
-        raise _invalid("message content must be a string or a list of parts")
+        raise invalid("message content must be a string or a list of parts")
     parts: list[dict[str, Any]] = []
     for part in content:
         kind = part.get("type") if isinstance(part, Mapping) else None
@@ -62,24 +54,16 @@ def _parts(content: Any) -> list[dict[str, Any]]:
             if part.get("text"):
                 parts.append({"text": part["text"]})
         elif kind == "image_url":
-            image = part.get("image_url")
-            url = str((image.get("url") if isinstance(image, Mapping) else image) or "")
-            header, sep, data = url.partition(",")
-            if not (url.startswith("data:") and sep and ";base64" in header):
-                raise _invalid("gemini takes images inline: use a data:<media-type>;base64,<data> URL")
-            parts.append({"inlineData": {"mimeType": header[5:].split(";", 1)[0], "data": data}})
+            media_type, data = inline_image(part, "gemini")
+            parts.append({"inlineData": {"mimeType": media_type, "data": data}})
         else:
-            raise _invalid(f"content part type {kind!r} is not supported by gemini")
+            raise invalid(f"content part type {kind!r} is not supported by gemini")
     return parts
 
 
 def _function_call_part(tool_call: Mapping[str, Any]) -> dict[str, Any]:
     fn = tool_call.get("function") or {}
-    raw = fn.get("arguments") or "{}"
-    try:
-        args = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
-    except orjson.JSONDecodeError:
-        raise _invalid(f"tool call {tool_call.get('id')!r} has arguments that are not JSON") from None
+    args = tool_call_arguments(tool_call)
     part: dict[str, Any] = {"functionCall": {"name": fn.get("name") or "", "args": args if isinstance(args, dict) else {}}}
     google = (tool_call.get("extra_content") or {}).get("google") or {}
     if google.get("thought_signature"):
@@ -90,8 +74,8 @@ def _function_call_part(tool_call: Mapping[str, Any]) -> dict[str, Any]:
 def _function_response_part(message: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     name = names.get(str(message.get("tool_call_id"))) or message.get("name")
     if not name:
-        raise _invalid(f"tool message {message.get('tool_call_id')!r} answers no tool call of an earlier assistant message")
-    text = _text_of(message.get("content"))
+        raise invalid(f"tool message {message.get('tool_call_id')!r} answers no tool call of an earlier assistant message")
+    text = text_of(message.get("content"))
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -115,14 +99,14 @@ def _contents(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
 
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping):
-            raise _invalid(f"messages[{i}] must be an object")
+            raise invalid(f"messages[{i}] must be an object")
         role = m.get("role")
         if role in ("system", "developer"):
-            system.extend({"text": t} for t in [_text_of(m.get("content"))] if t)
+            system.extend({"text": t} for t in [text_of(m.get("content"))] if t)
         elif role == "user":
             append("user", _parts(m.get("content")))
         elif role == "assistant":
-            parts = _parts(m.get("content") if isinstance(m.get("content"), (str, type(None))) else _text_of(m.get("content")))
+            parts = _parts(m.get("content") if isinstance(m.get("content"), (str, type(None))) else text_of(m.get("content")))
             for tc in m.get("tool_calls") or ():
                 names[str(tc.get("id"))] = (tc.get("function") or {}).get("name") or ""
                 parts.append(_function_call_part(tc))
@@ -130,7 +114,7 @@ def _contents(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str,
         elif role in ("tool", "function"):
             append("user", [_function_response_part(m, names)])
         else:
-            raise _invalid(f"messages[{i}].role {role!r} is not supported")
+            raise invalid(f"messages[{i}].role {role!r} is not supported")
     return system, contents
 
 
@@ -141,21 +125,11 @@ def _tool_config(choice: Any) -> dict[str, Any] | None:
         return {"functionCallingConfig": {"mode": {"auto": "AUTO", "none": "NONE", "required": "ANY"}[choice]}}
     if isinstance(choice, Mapping) and isinstance(choice.get("function"), Mapping):
         return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [choice["function"].get("name")]}}
-    raise _invalid(f"tool_choice {choice!r} is not supported", "tool_choice")
+    raise invalid(f"tool_choice {choice!r} is not supported", "tool_choice")
 
 
 def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
-    cfg: dict[str, Any] = {}
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"),
-                         ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
-        if body.get(ours) is not None:
-            cfg[theirs] = body[ours]
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    if max_tokens:
-        cfg["maxOutputTokens"] = int(max_tokens)
-    stop = body.get("stop")
-    if stop:
-        cfg["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    cfg = sampling_params(body, _SAMPLING, max_tokens="maxOutputTokens", stop="stopSequences")
     if (body.get("n") or 1) != 1:
         cfg["candidateCount"] = int(body["n"])
     fmt = body.get("response_format") or {}
@@ -169,19 +143,13 @@ def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def to_generate_request(body: Mapping[str, Any]) -> dict[str, Any]:
     """OpenAI chat request → Gemini ``models/{model}:generateContent`` body (the model goes in the URL)."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _invalid("messages must be a non-empty list")
-    system, contents = _contents(messages)
+    system, contents = _contents(chat_messages(body))
     req: dict[str, Any] = {"contents": contents}
     if system:
         req["systemInstruction"] = {"parts": system}
     if body.get("tools"):
         decls = []
-        for t in body["tools"]:
-            fn = t.get("function") if isinstance(t, Mapping) else None
-            if not isinstance(fn, Mapping) or not fn.get("name"):
-                raise _invalid("each tool must be {type: function, function: {name, parameters}}", "tools")
+        for fn in tool_functions(body["tools"]):
             decl: dict[str, Any] = {"name": fn["name"]}
             if fn.get("description"):
                 decl["description"] = fn["description"]
@@ -215,7 +183,7 @@ def usage_from_gemini(meta: Mapping[str, Any] | None) -> dict[str, Any]:
 def function_call_to_tool_call(part: Mapping[str, Any]) -> dict[str, Any]:
     fc = part["functionCall"]
     call: dict[str, Any] = {
-        "id": fc.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+        "id": fc.get("id") or new_call_id(),
         "type": "function",
         "function": {"name": fc.get("name") or "", "arguments": orjson.dumps(fc.get("args") or {}).decode()},
     }
@@ -235,18 +203,9 @@ def from_generate_response(resp: Mapping[str, Any], *, model: str) -> dict[str, 
                 calls.append(function_call_to_tool_call(part))
             elif part.get("text") and not part.get("thought"):  # thought summaries are not the answer
                 texts.append(part["text"])
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
-        if calls:
-            message["tool_calls"] = calls
-        reason = finish_reason(cand.get("finishReason"), tool_calls=bool(calls))
-        choices.append({"index": cand.get("index", pos), "message": message, "finish_reason": reason, "logprobs": None})
+        message = assistant_message("".join(texts) if texts or not calls else None, calls)
+        choices.append(choice(cand.get("index", pos), message, finish_reason(cand.get("finishReason"), tool_calls=bool(calls))))
     if not choices:  # the prompt itself was blocked (promptFeedback.blockReason)
-        choices.append({"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "content_filter", "logprobs": None})
-    return {
-        "id": resp.get("responseId") or f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": resp.get("modelVersion") or model,
-        "choices": choices,
-        "usage": usage_from_gemini(resp.get("usageMetadata")),
-    }
+        choices.append(choice(0, assistant_message("", []), "content_filter"))
+    cid = resp.get("responseId") or new_completion_id()
+    return chat_completion(cid, resp.get("modelVersion") or model, choices, usage_from_gemini(resp.get("usageMetadata")))

@@ -6,20 +6,20 @@ counts on every answer and takes per-request ``options`` such as ``num_ctx``.
 """
 from __future__ import annotations
 
-import base64
-import struct
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping
 
-import aiohttp
 import orjson
 
 from gateway.call import Call, Target
-from gateway.errors import GatewayError, ProviderError, provider_error_from_status
+from gateway.errors import GatewayError, ProviderError
 from gateway.plugin import Services
 from gateway.upstream.sse import iter_ndjson_lines
 from gateway.upstream.transport import JsonTransport
 
+from .._common import (
+    ChatOnly, check_http_config, embedding_value, provider_error, reading_stream, retry_after_header, stream_json,
+)
 from .stream import OllamaStream
 from .translate import from_chat_response, to_chat_request
 
@@ -40,10 +40,7 @@ class OllamaConfig:
     models: list[str] = field(default_factory=list, metadata={"help": "static model list; empty asks GET /api/tags"})
 
     def validate(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
-        if min(self.timeout, self.connect_timeout, self.read_timeout) <= 0:
-            raise ValueError("timeouts must be positive")
+        check_http_config(self.base_url, self.timeout, self.connect_timeout, self.read_timeout)
 
 
 def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], provider: str) -> ProviderError:
@@ -55,23 +52,10 @@ def error_from_response(status: int, raw: bytes, headers: Mapping[str, str], pro
             message = str(parsed["error"])[:500]
     except orjson.JSONDecodeError:
         pass
-    try:
-        wait = float(headers["retry-after"]) if headers.get("retry-after") else None
-    except ValueError:
-        wait = None
-    exc = provider_error_from_status(status, f"{provider}: {message}", retry_after=wait)
-    if not exc.message.startswith(provider):
-        exc.message = f"{provider}: {exc.message}"
-    return exc
+    return provider_error(status, provider, message, retry_after_header(headers))
 
 
-def _embedding_value(values: list[float], encoding: str | None) -> Any:
-    if encoding == "base64":  # what the OpenAI SDKs ask for by default: little-endian float32
-        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
-    return values
-
-
-class OllamaProvider(JsonTransport):
+class OllamaProvider(ChatOnly, JsonTransport):
     """OpenAI chat and embeddings ⇄ Ollama ``/api/chat`` (NDJSON) and ``/api/embed``."""
 
     NAME = "ollama"
@@ -109,34 +93,14 @@ class OllamaProvider(JsonTransport):
     async def chat_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
         resp = await self._send("POST", "/api/chat", self._chat_request(body, target, True), target=target, stream=True)
         translator = OllamaStream(model=target.model, provider=target.provider)
-        try:
+        with reading_stream(resp, target.provider, lambda: translator.finished):
             async for line in iter_ndjson_lines(resp):
-                try:
-                    data = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    raise ProviderError("provider_error", f"{target.provider}: malformed stream line") from None
-                for chunk in translator.feed(data):
+                for chunk in translator.feed(stream_json(line, target.provider, "line")):
                     yield chunk
                 if translator.finished:
                     break
             if not translator.finished:
                 raise ProviderError("provider_error", f"{target.provider}: stream ended before done")
-        except TimeoutError:
-            raise ProviderError("provider_timeout", f"{target.provider}: stream stalled past the read timeout") from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError("provider_error", f"{target.provider}: stream broke ({type(exc).__name__})") from None
-        finally:
-            if translator.finished:
-                resp.release()
-            else:
-                resp.close()  # client gone or error: drop the upstream connection, do not drain it
-
-    async def completions(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
-        raise GatewayError("invalid_request", f"{target.provider} serves chat only: use /v1/chat/completions", param="prompt")
-
-    async def completions_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
-        raise GatewayError("invalid_request", f"{target.provider} serves chat only: use /v1/chat/completions", param="prompt")
-        yield {}  # pragma: no cover - makes this an async generator
 
     async def embeddings(self, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
         texts = body.get("input")
@@ -150,7 +114,7 @@ class OllamaProvider(JsonTransport):
         resp = await self._json("POST", "/api/embed", req, target=target)
         encoding = body.get("encoding_format")
         data = [
-            {"object": "embedding", "index": i, "embedding": _embedding_value(vec, encoding)}
+            {"object": "embedding", "index": i, "embedding": embedding_value(vec, encoding)}
             for i, vec in enumerate(resp.get("embeddings") or ())
         ]
         tokens = int(resp.get("prompt_eval_count") or 0)

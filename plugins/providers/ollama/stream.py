@@ -7,39 +7,26 @@ counts ``prompt_eval_count`` / ``eval_count``. A failure mid-stream is a line
 """
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any, Mapping
 
 from gateway.errors import ProviderError
 
+from .._common import ChunkStream, new_completion_id
 from .translate import finish_reason, tool_call_from_ollama, usage_from_ollama
 
 __all__ = ["OllamaStream"]
 
 
-class OllamaStream:
+class OllamaStream(ChunkStream):
     """Stateful translator: ``feed(line)`` returns the chunks that line produces."""
 
-    __slots__ = ("id", "model", "created", "provider", "finished", "_started", "_tools")
+    __slots__ = ("finished", "_started", "_tools")
 
     def __init__(self, *, model: str, provider: str = "ollama", created: int | None = None) -> None:
-        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        self.model = model
-        self.provider = provider
-        self.created = created or int(time.time())
+        super().__init__(cid=new_completion_id(), model=model, provider=provider, created=created)
         self.finished = False
         self._started = False
         self._tools = 0
-
-    def _chunk(self, delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}],
-        }
 
     def feed(self, line: Mapping[str, Any]) -> list[dict[str, Any]]:
         if line.get("error"):
@@ -58,12 +45,5 @@ class OllamaStream:
         if line.get("done"):
             self.finished = True
             out.append(self._chunk({}, finish_reason(line.get("done_reason"), tool_calls=self._tools > 0)))
-            out.append({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": usage_from_ollama(line),
-            })
+            out.append(self._usage_chunk(usage_from_ollama(line)))
         return out

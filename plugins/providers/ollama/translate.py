@@ -11,22 +11,19 @@ Rules worth knowing:
 """
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any, Mapping
 
 import orjson
 
-from gateway.errors import GatewayError
+from .._common import (
+    assistant_message, chat_completion, chat_messages, choice, inline_image, invalid, new_call_id, new_completion_id,
+    require_one_choice, sampling_params, token_usage, tool_call_arguments,
+)
 
 __all__ = ["to_chat_request", "from_chat_response", "usage_from_ollama", "finish_reason", "tool_call_from_ollama"]
 
 _OPTIONS = (("temperature", "temperature"), ("top_p", "top_p"), ("seed", "seed"),
             ("presence_penalty", "presence_penalty"), ("frequency_penalty", "frequency_penalty"))
-
-
-def _invalid(message: str, param: str | None = "messages") -> GatewayError:
-    return GatewayError("invalid_request", message, param=param)
 
 
 def _text_and_images(content: Any) -> tuple[str, list[str]]:
@@ -35,7 +32,7 @@ def _text_and_images(content: Any) -> tuple[str, list[str]]:
     if isinstance(content, str):
         return content, []
     if not isinstance(content, list):
-        raise _invalid("message content must be a string or a list of parts")
+        raise invalid("message content must be a string or a list of parts")
     texts: list[str] = []
     images: list[str] = []
     for part in content:
@@ -43,24 +40,15 @@ def _text_and_images(content: Any) -> tuple[str, list[str]]:
         if kind == "text":
             texts.append(str(part.get("text") or ""))
         elif kind == "image_url":
-            image = part.get("image_url")
-            url = str((image.get("url") if isinstance(image, Mapping) else image) or "")
-            header, sep, data = url.partition(",")
-            if not (url.startswith("data:") and sep and ";base64" in header):
-                raise _invalid("ollama takes images inline: use a data:<media-type>;base64,<data> URL")
-            images.append(data)
+            images.append(inline_image(part, "ollama")[1])
         else:
-            raise _invalid(f"content part type {kind!r} is not supported by ollama")
+            raise invalid(f"content part type {kind!r} is not supported by ollama")
     return "".join(texts), images
 
 
 def _tool_call_to_ollama(tool_call: Mapping[str, Any]) -> dict[str, Any]:
     fn = tool_call.get("function") or {}
-    raw = fn.get("arguments") or "{}"
-    try:
-        args = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
-    except orjson.JSONDecodeError:
-        raise _invalid(f"tool call {tool_call.get('id')!r} has arguments that are not JSON") from None
+    args = tool_call_arguments(tool_call)
     return {"function": {"name": fn.get("name") or "", "arguments": args if isinstance(args, dict) else {}}}
 
 
@@ -69,7 +57,7 @@ def _messages(messages: list[Any]) -> list[dict[str, Any]]:
     names: dict[str, str] = {}  # tool_call_id -> function name
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping):
-            raise _invalid(f"messages[{i}] must be an object")
+            raise invalid(f"messages[{i}] must be an object")
         role = m.get("role")
         text, images = _text_and_images(m.get("content"))
         if role in ("system", "developer"):
@@ -93,7 +81,7 @@ def _messages(messages: list[Any]) -> list[dict[str, Any]]:
                 msg["tool_name"] = name
             out.append(msg)
         else:
-            raise _invalid(f"messages[{i}].role {role!r} is not supported")
+            raise invalid(f"messages[{i}].role {role!r} is not supported")
     return out
 
 
@@ -101,22 +89,10 @@ def to_chat_request(
     body: Mapping[str, Any], *, model: str, stream: bool, defaults: Mapping[str, Any] | None = None, keep_alive: str | None = None
 ) -> dict[str, Any]:
     """OpenAI chat request → Ollama ``POST /api/chat`` body. ``defaults`` are configured options (e.g. num_ctx)."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _invalid("messages must be a non-empty list")
-    if (body.get("n") or 1) != 1:
-        raise _invalid("ollama returns one choice per request; n must be 1", "n")
+    messages = chat_messages(body)
+    require_one_choice(body, "ollama")
     req: dict[str, Any] = {"model": model, "messages": _messages(messages), "stream": stream}
-    options: dict[str, Any] = dict(defaults or {})
-    for ours, theirs in _OPTIONS:
-        if body.get(ours) is not None:
-            options[theirs] = body[ours]
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    if max_tokens:
-        options["num_predict"] = int(max_tokens)
-    stop = body.get("stop")
-    if stop:
-        options["stop"] = [stop] if isinstance(stop, str) else list(stop)
+    options = {**(defaults or {}), **sampling_params(body, _OPTIONS, max_tokens="num_predict", stop="stop")}
     if options:
         req["options"] = options
     if body.get("tools") and body.get("tool_choice") != "none":  # Ollama has no tool_choice; "none" = offer none
@@ -132,9 +108,7 @@ def to_chat_request(
 
 
 def usage_from_ollama(resp: Mapping[str, Any]) -> dict[str, Any]:
-    prompt = int(resp.get("prompt_eval_count") or 0)
-    completion = int(resp.get("eval_count") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return token_usage(int(resp.get("prompt_eval_count") or 0), int(resp.get("eval_count") or 0))
 
 
 def finish_reason(done_reason: str | None, *, tool_calls: bool) -> str:
@@ -147,7 +121,7 @@ def tool_call_from_ollama(call: Mapping[str, Any]) -> dict[str, Any]:
     fn = call.get("function") or {}
     args = fn.get("arguments")
     arguments = args if isinstance(args, str) else orjson.dumps(args or {}).decode()
-    return {"id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": {"name": fn.get("name") or "", "arguments": arguments}}
+    return {"id": call.get("id") or new_call_id(), "type": "function", "function": {"name": fn.get("name") or "", "arguments": arguments}}
 
 
 def from_chat_response(resp: Mapping[str, Any], *, model: str) -> dict[str, Any]:
@@ -155,14 +129,6 @@ def from_chat_response(resp: Mapping[str, Any], *, model: str) -> dict[str, Any]
     msg = resp.get("message") or {}
     calls = [tool_call_from_ollama(c) for c in msg.get("tool_calls") or ()]
     content = msg.get("content") or ""
-    message: dict[str, Any] = {"role": "assistant", "content": content if content or not calls else None}
-    if calls:
-        message["tool_calls"] = calls
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": resp.get("model") or model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(resp.get("done_reason"), tool_calls=bool(calls)), "logprobs": None}],
-        "usage": usage_from_ollama(resp),
-    }
+    message = assistant_message(content if content or not calls else None, calls)
+    reason = finish_reason(resp.get("done_reason"), tool_calls=bool(calls))
+    return chat_completion(new_completion_id(), resp.get("model") or model, [choice(0, message, reason)], usage_from_ollama(resp))
