@@ -164,6 +164,27 @@ class _ClientView:
         return {**chunk, "id": self.cid, "choices": choices}
 
 
+def _written(reply: Reply, chunk: dict[str, Any], acc: ChunkAccumulator, outcome: Outcome) -> dict[str, Any] | None:
+    """One chunk of a round as the writer would write it: through the inner layers' transforms
+    (None: held back), shown to their observers, and counted into ``acc`` and ``outcome``."""
+    for t in reply.transforms:
+        chunk = t(chunk)  # type: ignore[assignment]
+        if chunk is None:
+            return None
+    for o in reply.observers:
+        o(chunk)
+    acc.add(chunk)
+    outcome.chunks += 1
+    return chunk
+
+
+def _streamed(acc: ChunkAccumulator, outcome: Outcome) -> dict[str, Any] | None:
+    """The completion a round's stream assembled (None unless it completed), recorded in ``outcome``."""
+    body = acc.completion() if outcome.ended == "complete" else None
+    outcome.body, outcome.usage = body, Usage.from_openai((body or {}).get("usage"))
+    return body
+
+
 async def _settle(reply: Reply) -> dict[str, Any] | None:
     """The completion of an intermediate round, running the inner layers' hooks as the writer would."""
     body: dict[str, Any] | None
@@ -172,20 +193,10 @@ async def _settle(reply: Reply) -> dict[str, Any] | None:
         outcome = Outcome(status=200, ended="complete")
         try:
             async for chunk in reply.chunks:
-                for t in reply.transforms:
-                    chunk = t(chunk)  # type: ignore[assignment]
-                    if chunk is None:
-                        break
-                if chunk is None:
-                    continue
-                for o in reply.observers:
-                    o(chunk)
-                acc.add(chunk)
-                outcome.chunks += 1
+                _written(reply, chunk, acc, outcome)
         except GatewayError as err:
             outcome.ended, outcome.status, outcome.error = "upstream_error", err.status, err
-        body = acc.completion() if outcome.ended == "complete" else None
-        outcome.body, outcome.usage = body, Usage.from_openai((body or {}).get("usage"))
+        body = _streamed(acc, outcome)
     else:
         ok = reply.status < 400
         body = reply.body if ok else None
@@ -297,17 +308,8 @@ class ToolLoop:
             outcome = Outcome(status=200, ended="complete")
             try:
                 async for chunk in reply.chunks:  # type: ignore[union-attr]
-                    for t in reply.transforms:
-                        chunk = t(chunk)  # type: ignore[assignment]
-                        if chunk is None:
-                            break
-                    if chunk is None:
-                        continue
-                    for o in reply.observers:
-                        o(chunk)
-                    acc.add(chunk)
-                    outcome.chunks += 1
-                    out = view(chunk)
+                    written = _written(reply, chunk, acc, outcome)
+                    out = view(written) if written is not None else None
                     if out is not None:
                         yield out
             except GatewayError as err:
@@ -316,8 +318,7 @@ class ToolLoop:
                 outcome.ended, outcome.status = "client_gone", 499
                 await _run_hooks(reply, outcome)
                 raise
-            completion = acc.completion() if outcome.ended == "complete" else None
-            outcome.body, outcome.usage = completion, Usage.from_openai((completion or {}).get("usage"))
+            completion = _streamed(acc, outcome)
             await _run_hooks(reply, outcome)
             if outcome.error is not None:
                 raise outcome.error
