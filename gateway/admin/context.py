@@ -35,6 +35,7 @@ __all__ = ["ADMIN", "AdminContext", "Principal", "admin_route", "json_response",
 
 log = logging.getLogger("watchllm.admin")
 MAX_PAGE = 500
+MAX_OFFSET = 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +180,10 @@ def page(request: web.Request) -> tuple[int, int]:
         offset = int(request.query.get("offset", 0))
     except ValueError:
         raise GatewayError("invalid_request", "limit and offset must be integers") from None
-    if not 1 <= limit <= MAX_PAGE or offset < 0:
-        raise GatewayError("invalid_request", f"limit must be 1..{MAX_PAGE} and offset >= 0", param="limit")
+    if not 1 <= limit <= MAX_PAGE:
+        raise GatewayError("invalid_request", f"limit must be 1..{MAX_PAGE} and offset 0..{MAX_OFFSET}", param="limit")
+    if not 0 <= offset <= MAX_OFFSET:  # past SQLite's 64-bit integers the query itself would fail (500)
+        raise GatewayError("invalid_request", f"limit must be 1..{MAX_PAGE} and offset 0..{MAX_OFFSET}", param="offset")
     return limit, offset
 
 
