@@ -24,6 +24,7 @@ SERIES_METRICS = ("requests", "prompt_tokens", "completion_tokens", "cost_usd", 
                   "cache_hit_rate", "errors", "error_rate", "avg_latency_ms")
 GROUP_BY = ("model", "provider", "project", "status")
 MAX_POINTS = 5000
+MAX_INTERVAL = 366 * 86400
 _INTERVALS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -108,11 +109,14 @@ async def models(request: web.Request, ctx: AdminContext, me: Principal) -> web.
 
 
 def _interval(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str) and value[:-1].isdigit() and value[-1:] in _INTERVALS and int(value[:-1]) > 0:
-        return int(value[:-1]) * _INTERVALS[value[-1]]
-    raise GatewayError("invalid_request", "`interval` must be seconds or like 5m, 1h, 1d", param="interval")
+    seconds = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value[:-1].isdigit() and value[-1:] in _INTERVALS and len(value) <= 12:
+        seconds = int(value[:-1]) * _INTERVALS[value[-1]]
+    if seconds is None or not 0 < seconds <= MAX_INTERVAL:  # a huge one overflowed SQLite's integers (was a 500)
+        raise GatewayError("invalid_request", "`interval` must be seconds or like 5m, 1h, 1d (at most 366d)", param="interval")
+    return seconds
 
 
 def _point(row: dict[str, Any], wanted: list[str]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from .context import AdminContext, Principal, admin_route, field, json_response,
 __all__ = ["add_routes", "parse_time", "time_range", "public_row"]
 
 MAX_USAGE_PAGE = 1000
+MAX_INT64 = 2**63 - 1
 _REL = re.compile(r"^now(?:-(\d+(?:\.\d+)?)([smhdw]))?$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 EXPORT_COLUMNS = tuple(c for c in COLUMNS if c not in ("request_text", "response_text"))
@@ -179,11 +180,11 @@ async def ingest_run(request: web.Request, ctx: AdminContext, me: Principal) -> 
     numbers = {}
     for name in ("prompt_tokens", "completion_tokens", "cost_micros", "status"):
         value = field(data, name, int, required=False, default=0 if name != "status" else 200)
-        if value < 0:
-            raise GatewayError("invalid_request", f"`{name}` must be >= 0", param=name)
+        if not 0 <= value <= MAX_INT64:  # beyond, SQLite cannot store it (was a 500)
+            raise GatewayError("invalid_request", f"`{name}` must be 0..{MAX_INT64}", param=name)
         numbers[name] = value
     latency = data.get("latency_ms")
-    if latency is not None and (not isinstance(latency, (int, float)) or isinstance(latency, bool) or latency < 0):
+    if latency is not None and (not isinstance(latency, (int, float)) or isinstance(latency, bool) or not 0 <= latency <= MAX_INT64):
         raise GatewayError("invalid_request", "`latency_ms` must be a non-negative number", param="latency_ms")
     run_id = field(data, "id", str, required=False) or f"ext_{uuid.uuid4().hex}"
     created = data.get("created_at")

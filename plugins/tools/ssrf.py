@@ -122,7 +122,7 @@ async def resolve_public(host: str, port: int, resolver: Resolver) -> str:
         return str(literal)
     try:
         answers = await resolver(host, port)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a label the IDNA codec refuses (empty, > 63 characters)
         raise BlockedTarget(f"cannot resolve {host!r}: {exc}") from None
     if not answers:
         raise BlockedTarget(f"{host!r} did not resolve")

@@ -34,3 +34,45 @@ async def test_offset_beyond_sqlite_integers_is_400(client, path):
     err = await _error(await client.get(f"{path}?offset={2**65}", headers=auth))
     assert err["code"] == "invalid_request" and err["param"] == "offset"
     assert (await client.get(f"{path}?offset=1000", headers=auth)).status == 200
+
+
+U64 = 2**64 - 1  # orjson parses integers up to 2**64-1 as int; SQLite stores at most 2**63-1
+
+
+@pytest.mark.parametrize("field", ["prompt_tokens", "completion_tokens", "cost_micros", "status", "latency_ms"])
+async def test_ingest_numbers_beyond_sqlite_integers_are_400(client, field):
+    auth = h(await login(client, "admin@a.test"))
+    pid = (await (await client.post("/api/projects", json={"name": "p"}, headers=auth)).json())["id"]
+    err = await _error(await client.post("/api/integrations/run", json={"project_id": pid, "model": "m", field: U64}, headers=auth))
+    assert err["code"] == "invalid_request" and err["param"] == field
+    r = await client.post("/api/integrations/run", json={"project_id": pid, "model": "m", field: 2**63 - 1}, headers=auth)
+    assert r.status == 201, await r.text()
+
+
+@pytest.mark.parametrize("interval", [U64, 2**63, "99999999999999999999999d", "367d", 0, -5, "0h"])
+async def test_metrics_query_interval_out_of_range_is_400(client, interval):
+    auth = h(await login(client, "admin@a.test"))
+    err = await _error(await client.post("/api/metrics/query", json={"interval": interval}, headers=auth))
+    assert err["param"] == "interval"
+
+
+async def test_metrics_query_largest_interval_still_works(client):
+    auth = h(await login(client, "admin@a.test"))
+    r = await client.post("/api/metrics/query", json={"interval": "366d", "from": "now-400d"}, headers=auth)
+    assert r.status == 200, await r.text()
+
+
+@pytest.mark.parametrize("host", ["a..example.com", "x" * 64 + ".example.com", ".example.com"])
+async def test_webhook_host_the_idna_codec_refuses_is_400(client, monkeypatch, host):
+    """getaddrinfo raised UnicodeError ("label empty or too long"), which the SSRF check did not catch: 500."""
+    monkeypatch.delenv("WATCHLLM_WEBHOOK_ALLOW_PRIVATE", raising=False)
+    auth = h(await login(client, "admin@a.test"))
+    err = await _error(await client.post("/api/webhooks", json={"url": f"http://{host}/hook"}, headers=auth))
+    assert err["code"] == "invalid_request" and err["param"] == "url"
+
+
+async def test_resolve_public_turns_idna_errors_into_blocked_target():
+    from plugins.tools.ssrf import BlockedTarget, resolve_public, system_resolver
+
+    with pytest.raises(BlockedTarget):
+        await resolve_public("a.." + "b" * 70 + ".com", 443, system_resolver)
