@@ -265,22 +265,30 @@ def _describe() -> None:
                                                  "limit": {"type": "integer"}, "offset": {"type": "integer"}}}
     read, write = ("401", "404"), ("400", "401", "403", "404")
     q = ("limit", "offset")
+    s, ns = {"type": "string"}, {"type": ["string", "null"]}
+    alert = {"type": "object", "additionalProperties": True, "properties": {
+        "name": s, "type": {"enum": [*ALERT_TYPES, "quota"]}, "threshold": {"type": "number", "minimum": 0},
+        "window_s": {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW_S}, "project_id": ns, "enabled": {"type": "boolean"},
+        "settings": {"type": "object", "properties": {"stat": {"enum": ["avg", "p95"]}, "min_requests": {"type": "integer", "minimum": 1}}}}}
+    new_alert = {**alert, "required": ["name", "type", "threshold"]}
+    hook = {"type": "object", "additionalProperties": True, "required": ["url"], "properties": {
+        "url": s, "events": {"type": "array", "items": {"enum": list(EVENT_TYPES)}, "minItems": 1}, "name": s, "project_id": ns}}
     register_paths({
         "/api/alerts": {
             "post": op("Create an alert: type cost_spike|error_rate|slow_response|budget, threshold, window_s, project_id, "
-                       "settings {stat: avg|p95, min_requests}", "alerts", ok="201", out=obj, body=obj, errors=write),
+                       "settings {stat: avg|p95, min_requests}", "alerts", ok="201", out=obj, body=new_alert, errors=write),
             "get": op("List the organization's alerts", "alerts", out=page_obj, errors=read, query=q),
         },
         "/api/alerts/events": {"get": op("Alert events (fired/resolved), newest first; ?alert_id=", "alerts", out=page_obj,
-                                         errors=read, query=q)},
+                                         errors=read, query=q, squery={"alert_id": s})},
         "/api/alerts/{alert_id}": {
             "get": op("One alert with its state and last value", "alerts", out=obj, errors=read, params=("alert_id",)),
-            "put": op("Change an alert (re-arms it)", "alerts", out=obj, body=obj, errors=write, params=("alert_id",)),
+            "put": op("Change an alert (re-arms it)", "alerts", out=obj, body=alert, errors=write, params=("alert_id",)),
             "delete": op("Delete an alert and its events", "alerts", ok="204", errors=write, params=("alert_id",)),
         },
         "/api/webhooks": {
             "post": op("Create a webhook (url, events, project_id); the signing secret is returned once", "alerts", ok="201",
-                       out=obj, body=obj, errors=write),
+                       out=obj, body=hook, errors=write),
             "get": op("List the organization's webhooks (no secrets)", "alerts", out=page_obj, errors=read, query=q),
         },
         "/api/webhooks/{webhook_id}": {

@@ -141,9 +141,11 @@ async def metrics_query(request: web.Request, ctx: AdminContext, me: Principal) 
         raise GatewayError("invalid_request", f"`group_by` must be one of {', '.join(GROUP_BY)}", param="group_by")
     interval = _interval(data.get("interval", "1h"))
     now = time.time()
-    since = parse_time(str(data.get("from", "now-24h")), param="from", now=now)
-    until = parse_time(str(data.get("to", "now")), param="to", now=now)
-    assert since is not None and until is not None
+    since = parse_time(str(data.get("from", "")), param="from", now=now)
+    until = parse_time(str(data.get("to", "")), param="to", now=now)
+    # "" is unset, as in a query string (was an AssertionError: 500): the defaults are now-24h and now
+    since = now - 86400 if since is None else since
+    until = now if until is None else until
     if since > until:
         raise GatewayError("invalid_request", "`from` must not be after `to`", param="from")
     if (until - since) / interval > MAX_POINTS:
@@ -170,13 +172,21 @@ def _describe() -> None:
 
     obj = {"type": "object", "additionalProperties": True}
     read = ("400", "401", "404")
+    s = {"type": "string"}
+    span = {"from": s, "to": s, "project_id": s}
+    query = {"type": "object", "additionalProperties": True, "properties": {
+        "metrics": {"type": "array", "items": {"enum": list(SERIES_METRICS)}}, "group_by": {"enum": list(GROUP_BY)},
+        "interval": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]+[smhdw]$"}]},
+        "from": s, "to": s, "project_id": s}}
     register_paths({
-        "/api/dashboard/stats": {"get": op("Dashboard numbers for period=7d|30d|all", "analytics", out=obj, errors=read)},
+        "/api/dashboard/stats": {"get": op("Dashboard numbers for period=7d|30d|all", "analytics", out=obj, errors=read,
+                                           squery={"period": {"enum": list(PERIODS)}, "project_id": s})},
         "/api/analytics/overview": {"get": op("Totals for from..to with the previous period for comparison", "analytics",
-                                              out=obj, errors=read)},
-        "/api/analytics/models": {"get": op("Requests, tokens, cost, errors per model", "analytics", out=obj, errors=read)},
+                                              out=obj, errors=read, squery=span)},
+        "/api/analytics/models": {"get": op("Requests, tokens, cost, errors per model", "analytics", out=obj, errors=read,
+                                            squery=span)},
         "/api/metrics/query": {"post": op("Time series of chosen metrics with interval and group_by", "analytics",
-                                          out=obj, body=obj, errors=read)},
+                                          out=obj, body=query, errors=read)},
     })
 
 

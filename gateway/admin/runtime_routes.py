@@ -55,7 +55,8 @@ def _describe() -> None:
 
     register_paths({
         "/api/projects/{project_id}/spend": {"get": op("Budget spend of a project in the current day or month", "usage",
-                                                       out="OpenAIObject", errors=("401", "404"), params=("project_id",))},
+                                                       out="OpenAIObject", errors=("400", "401", "404"), params=("project_id",),
+                                                       squery={"period": {"enum": ["day", "month"]}})},
         "/api/projects/{project_id}/cache": {
             "get": op("Semantic cache size and hit rates of a project", "projects", out="OpenAIObject",
                       errors=("401", "404"), params=("project_id",)),

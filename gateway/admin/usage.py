@@ -216,17 +216,23 @@ def _describe() -> None:
 
     obj = {"type": "object", "additionalProperties": True}
     read, pid = ("400", "401", "404"), ("project_id",)
+    s, i = {"type": "string"}, {"type": "integer", "minimum": 0}
+    filters = {"from": s, "to": s, "model": s, "status": s, "provider": s, "cached": {"enum": ["true", "false"]}}
+    run = {"type": "object", "additionalProperties": True, "required": ["project_id", "model"], "properties": {
+        "project_id": s, "model": s, "provider": s, "prompt_tokens": i, "completion_tokens": i, "cost_micros": i,
+        "status": i, "latency_ms": {"type": "number", "minimum": 0}, "id": s, "created_at": {"type": "number"},
+        "endpoint": s, "error_code": s}}
     register_paths({
         "/api/projects/{project_id}/usage": {"get": op(
             "Usage rows of a project with a summary (from, to, model, status, provider, cached; limit <= 1000)", "usage",
-            out=obj, errors=read, params=pid, query=("limit", "offset"))},
+            out=obj, errors=read, params=pid, query=("limit", "offset"), squery=filters)},
         "/api/projects/{project_id}/usage/export": {"get": {
-            **op("Usage rows as CSV, streamed (same filters)", "usage", errors=read, params=pid),
+            **op("Usage rows as CSV, streamed (same filters)", "usage", errors=read, params=pid, squery=filters),
             "responses": {"200": {"description": "text/csv", "content": {"text/csv": {"schema": {"type": "string"}}}}}}},
         "/api/requests": {"get": op("The request log of my organization (filters, pagination)", "usage", out=obj, errors=read,
-                                    query=("limit", "offset"))},
+                                    query=("limit", "offset"), squery={**filters, "project_id": s})},
         "/api/requests/{request_id}": {"get": op("One request's usage row", "usage", out=obj, errors=read, params=("request_id",))},
-        "/api/integrations/run": {"post": op("Record a call made outside the proxy", "usage", ok="201", out=obj, body=obj,
+        "/api/integrations/run": {"post": op("Record a call made outside the proxy", "usage", ok="201", out=obj, body=run,
                                              errors=("400", "401", "403", "404"))},
     })
 

@@ -80,7 +80,9 @@ def _json(schema: Any) -> dict[str, Any]:
 
 
 def op(summary: str, tag: str, *, ok: str = "200", out: Any = None, body: Any = None, errors: tuple[str, ...] = (),
-       security: str | None = "adminJWT", params: tuple[str, ...] = (), query: tuple[str, ...] = ()) -> dict[str, Any]:
+       security: str | None = "adminJWT", params: tuple[str, ...] = (), query: tuple[str, ...] = (),
+       squery: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``query``: optional non-negative integer parameters; ``squery``: other optional ones, name -> schema."""
     responses: dict[str, Any] = {ok: {"description": "OK" if ok != "204" else "No content", **(_json(out) if out else {})}}
     for code in errors:
         responses[code] = {"description": _ERRORS[code], **_json("Error")}
@@ -89,6 +91,7 @@ def op(summary: str, tag: str, *, ok: str = "200", out: Any = None, body: Any = 
         o["requestBody"] = {"required": True, **_json(body)}
     parameters = [{"name": p, "in": "path", "required": True, "schema": S} for p in params]
     parameters += [{"name": q, "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}} for q in query]
+    parameters += [{"name": q, "in": "query", "required": False, "schema": schema} for q, schema in (squery or {}).items()]
     if parameters:
         o["parameters"] = parameters
     o["security"] = [{security: []}] if security else []

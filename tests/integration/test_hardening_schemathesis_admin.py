@@ -7,8 +7,8 @@ test logs in through ``POST /api/auth/login`` and seeds real objects through the
 project with an API key, a provider key and a usage row, a member, a team with that member,
 an alert and a webhook. Every admin operation is then fuzzed (positive and negative
 generation, ≥ 1000 cases in all, ~2 minutes at most) with ``Authorization: Bearer <token>``;
-most path parameters (and ``project_id``/``user_id``/``team_id``/``refresh_token`` body or
-query fields) are swapped for the ids of those real objects, so handlers run past their
+most path parameters (and ``project_id``/``user_id``/``team_id``/``refresh_token``/``url`` body
+or query fields) are swapped for the ids of those real objects, so handlers run past their
 lookups.
 
 Asserted: 0 responses with a 5xx status; every 4xx carries a JSON body whose
@@ -51,7 +51,7 @@ ENV = {
 # Which pool a path parameter, body field or query parameter of that name draws real values from.
 POOL_OF = {"project_id": "project_id", "key_id": "key_id", "provider": "provider", "user_id": "user_id",
            "team_id": "team_id", "alert_id": "alert_id", "webhook_id": "webhook_id", "request_id": "request_id",
-           "refresh_token": "refresh_token"}
+           "refresh_token": "refresh_token", "url": "url"}
 
 
 class Admin:
@@ -62,7 +62,7 @@ class Admin:
         self.http = requests.Session()
         self.token = ""
         self.logins = 0
-        self.pool: dict[str, list[str]] = {}
+        self.pool: dict[str, list[str]] = {"url": ["http://127.0.0.1:9/hook", "https://localhost/x?y=1"]}
 
     def api(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if auth else {}

@@ -76,3 +76,13 @@ async def test_resolve_public_turns_idna_errors_into_blocked_target():
 
     with pytest.raises(BlockedTarget):
         await resolve_public("a.." + "b" * 70 + ".com", 443, system_resolver)
+
+
+@pytest.mark.parametrize("body", [{"from": ""}, {"to": ""}, {"from": "", "to": ""}])
+async def test_metrics_query_empty_from_or_to_means_the_default(client, body):
+    """An empty `from`/`to` parsed to None and tripped an assert: 500."""
+    auth = h(await login(client, "admin@a.test"))
+    r = await client.post("/api/metrics/query", json={**body, "interval": "1h"}, headers=auth)
+    assert r.status == 200, await r.text()
+    data = await r.json()
+    assert 86400 - 5 <= data["to"] - data["from"] <= 86400 + 5
