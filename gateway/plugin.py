@@ -25,8 +25,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .config import Config
     from .pricing import Pricing
+    from .upstream.h1 import H1Client
 
 __all__ = ["Services", "Provider", "Tool", "MiddlewarePlugin"]
+
+
+def _h1() -> "H1Client":
+    from .upstream.h1 import H1Client
+
+    return H1Client()
 
 
 @dataclass
@@ -42,6 +49,9 @@ class Services:
     log: logging.Logger
     pricing: "Pricing"
     http: "aiohttp.ClientSession | None" = None
+    # The lean HTTP/1.1 client for non-streamed provider calls (gateway/upstream/h1.py); the
+    # server replaces it with one whose SSRF resolver knows the config's allow-list.
+    upstream: "H1Client" = field(default_factory=lambda: _h1())
     store: Any = None
     state: Any = None
     usage: Any = None

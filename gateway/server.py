@@ -83,9 +83,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     config = services.config
     started: list[Any] = []
-    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60,
-                                     resolver=netguard.resolver_for_config(config))  # SSRF: refuse private answers
+    resolver = netguard.resolver_for_config(config)  # SSRF: refuse private answers
+    connector = aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60, resolver=resolver)
     services.http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True)
+    services.upstream.resolver = resolver  # the lean client (gateway/upstream/h1.py) checks the same way
     try:
         open_store = _optional("gateway.store", "open_store")
         if open_store is not None:
@@ -123,6 +124,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         if services.store is not None:
             await services.store.close()
         await services.http.close()
+        await services.upstream.close()
 
 
 def build_app(config: Config, *, services: Services | None = None) -> web.Application:

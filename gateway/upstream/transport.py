@@ -5,7 +5,8 @@ A provider class inherits it and sets ``self.config`` (with ``timeout``, ``conne
 slash); it provides ``headers_for(call, target)`` and ``error_from_response(status, raw,
 headers, name)`` (its wire format's error body → ``ProviderError``). What it gets:
 
-* one pooled session (``services.http``), never a session per request, no redirects;
+* whole JSON answers through the lean keep-alive client (``services.upstream``, h1.py), streams
+  through the pooled aiohttp session (``services.http``); never a session per request, no redirects;
 * timeouts: a total for JSON answers; for streams only the connect time and the gap between
   reads are bounded, so a long but live stream is not cut;
 * errors mapped to stable codes: timeouts → ``provider_timeout``, connect/read failures →
@@ -21,6 +22,7 @@ import orjson
 
 from ..call import Call, Target
 from ..errors import ProviderError
+from .h1 import UpstreamError
 
 __all__ = ["JsonTransport", "MAX_ERROR_BODY"]
 
@@ -73,15 +75,25 @@ class JsonTransport:
         return resp
 
     async def _json(self, method: str, path: str, payload: Any, *, target: Target | None, call: Call | None = None) -> Any:
+        """A whole JSON answer, through the lean keep-alive client (gateway/upstream/h1.py)."""
         name = target.provider if target else self.NAME
-        resp = await self._send(method, path, payload, call=call, target=target, stream=False)
+        upstream = getattr(self._services, "upstream", None)
+        if upstream is None:
+            raise ProviderError("service_unavailable", "gateway HTTP client is not started", status=503)
+        data = orjson.dumps(payload) if payload is not None else None
+        total = (target.timeout if target else None) or self.config.timeout
         try:
-            return orjson.loads(await resp.read())
+            resp = await upstream.request(method, self._base + path, headers=self.headers_for(call, target), body=data,
+                                          timeout=total, connect_timeout=self.config.connect_timeout)
         except TimeoutError:
-            raise ProviderError("provider_timeout", f"{name}: answer not finished within the timeout", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError("provider_error", f"{name}: answer cut off ({type(exc).__name__})", retryable=True) from None
+            raise ProviderError("provider_timeout", f"{name}: no answer within the timeout", retryable=True) from None
+        except UpstreamError as exc:
+            raise ProviderError("provider_error", f"{name}: cannot reach upstream ({exc})", retryable=True) from None
+        except ValueError as exc:  # a configured header (a project's key) with CR/LF: never sent
+            raise ProviderError("provider_error", f"{name}: {exc}") from None
+        if resp.status >= 400:
+            raise self.error_from_response(resp.status, resp.body[:MAX_ERROR_BODY], resp.headers, name)
+        try:
+            return orjson.loads(resp.body)
         except orjson.JSONDecodeError:
             raise ProviderError("provider_error", f"{name}: answer is not JSON", upstream_status=resp.status) from None
-        finally:
-            resp.release()
