@@ -206,7 +206,11 @@ def count_tokens(text: str, model: str | None = None) -> int:
 
 
 def micros_to_usd(micros: int) -> str:
-    return f"{Decimal(micros) / Decimal(1_000_000):.6f}"
+    """Exact decimal dollars with 6 places (integer arithmetic: it is on every response)."""
+    m = int(micros)
+    sign = "-" if m < 0 else ""
+    whole, frac = divmod(abs(m), 1_000_000)
+    return f"{sign}{whole}.{frac:06d}"
 
 
 def usd_to_micros(usd: Any) -> int:

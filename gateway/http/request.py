@@ -52,28 +52,32 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
             raise GatewayError("payload_too_large", f"request body exceeds the limit of {max_bytes} bytes")
     if not buf:
         raise GatewayError("invalid_request", "request body is empty; expected a JSON object")
-    _check_containers(buf)
+    containers = _check_containers(buf)
     try:
         data = orjson.loads(buf)
     except orjson.JSONDecodeError as exc:
         raise GatewayError("invalid_request", f"request body is not valid JSON: {exc.args[0] if exc.args else 'parse error'}") from None
     if not isinstance(data, dict):
         raise GatewayError("invalid_request", "request body must be a JSON object")
-    _check_depth(data)
+    if containers > MAX_DEPTH:  # fewer brackets than the limit cannot nest deeper than it
+        _check_depth(data)
     return data
 
 
-def _check_containers(buf: bytearray) -> None:
+def _check_containers(buf: bytearray) -> int:
     """Refuse bodies with absurd numbers of objects/arrays before parsing them (memory bound).
 
     The fast path counts brace bytes; only when that exceeds the cap are string contents
-    (which may hold braces, e.g. code in a prompt) stripped for an exact count.
+    (which may hold braces, e.g. code in a prompt) stripped for an exact count. Returns the
+    byte count, an upper bound of the containers (and so of the nesting depth).
     """
-    if buf.count(b"{") + buf.count(b"[") <= MAX_CONTAINERS:
-        return
+    n = buf.count(b"{") + buf.count(b"[")
+    if n <= MAX_CONTAINERS:
+        return n  # an upper bound (brackets inside strings count too)
     bare = _STRING.sub(b"", buf)
     if bare.count(b"{") + bare.count(b"[") > MAX_CONTAINERS:
         raise GatewayError("invalid_request", f"JSON body has more than {MAX_CONTAINERS} objects and arrays")
+    return n
 
 
 def _check_depth(node: Any) -> None:

@@ -40,7 +40,7 @@ class _Log:
 
 
 class _Budget:
-    __slots__ = ("spent", "reserved", "seeded", "holds", "expire_at")
+    __slots__ = ("spent", "reserved", "seeded", "holds", "expire_at", "next_expiry")
 
     def __init__(self) -> None:
         self.spent = 0
@@ -48,6 +48,7 @@ class _Budget:
         self.seeded = False
         self.holds: dict[str, tuple[int, int]] = {}  # rid -> (amount, expires_ms)
         self.expire_at = 0
+        self.next_expiry = 0  # no hold expires before this (ms): the holds are scanned only then
 
 
 class MemoryState:
@@ -133,13 +134,17 @@ class MemoryState:
             b = self._budget(s.key)
             if not b.seeded:
                 return ReserveResult("unseeded", i, now_ms=now)
-            for r in [r for r, (_, exp) in b.holds.items() if exp <= now]:
-                b.reserved -= b.holds.pop(r)[0]
+            if b.holds and b.next_expiry <= now:  # a scan per expiry, not per request
+                for r in [r for r, (_, exp) in b.holds.items() if exp <= now]:
+                    b.reserved -= b.holds.pop(r)[0]
+                b.next_expiry = min((exp for _, exp in b.holds.values()), default=0)
             if b.spent + b.reserved + amount > s.limit:
                 return ReserveResult("over", i, b.spent, b.reserved, now)
         for s in scopes:
             b = self._budgets[s.key]
             b.reserved += amount
+            if not b.holds or now + ttl_ms < b.next_expiry:
+                b.next_expiry = now + ttl_ms
             b.holds[rid] = (amount, now + ttl_ms)
             b.expire_at = s.expire_at_ms
         return ReserveResult("ok", now_ms=now)

@@ -223,6 +223,12 @@ class Store:
             async with self.db.execute(sql, params) as cur:
                 return cur.rowcount
 
+    async def execute_blind(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """One write statement, committed, no row count: one hop to the database thread
+        instead of two (execute, then close the cursor). For the usage writer's hot path."""
+        async with self._write_lock:
+            await self.db.execute_fetchall(sql, params)
+
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.tx() as db:
             await db.executemany(sql, rows)

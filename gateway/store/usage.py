@@ -99,7 +99,7 @@ class UsageRepo(Repository):
             return
         if len(rows) <= MAX_ROWS_PER_STATEMENT:
             sql = _INSERT if len(rows) == 1 else f"{_INSERT[: _INSERT.rindex('(')]}{', '.join([_ROW] * len(rows))}"
-            await self.store.execute(sql, [v for row in rows for v in row])
+            await self.store.execute_blind(sql, [v for row in rows for v in row])
             return
         async with self.store.tx() as db:
             await db.executemany(_INSERT, rows)

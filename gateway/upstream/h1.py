@@ -81,11 +81,11 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.served = 0
+        self.parser = httptools.HttpResponseParser(self)  # llhttp parses one answer after another
         self._reset(None)
 
     def _reset(self, waiter: asyncio.Future[H1Response] | None) -> None:
         self.waiter = waiter
-        self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.raw_headers: list[tuple[str, str]] = []
         self.body: list[bytes] = []
@@ -116,7 +116,7 @@ class _Conn(asyncio.Protocol):
         w = self.waiter
         if w is None or w.done():
             return
-        if self.status and not self.framed and self.parser is not None:
+        if self.status and not self.framed:
             self.on_message_complete()  # read-to-close body: the close ends it
             return
         if not self.got_bytes:

@@ -74,6 +74,7 @@ class Budget:
         self.stats: dict[str, int] = {"reserved": 0, "exceeded": 0, "settled": 0, "released": 0,
                                       "fail_open": 0, "fail_closed": 0, "settle_failed": 0, "seeded": 0}
         self._last_log = 0.0
+        self._applied: dict[tuple[Any, ...], tuple[Any, _Applied]] = {}
         c = self.config
         self._defaults = (_micros(c.project.daily_usd), _micros(c.project.monthly_usd),
                           _micros(c.key.daily_usd), _micros(c.key.monthly_usd))
@@ -91,10 +92,25 @@ class Budget:
 
     # which budgets apply ----------------------------------------------------
     def scopes_for(self, call: Call, now_s: float) -> _Applied:
-        out = _Applied([], [])
+        """The budgets of this call; cached per (project, key, UTC day) while the project's
+        settings object is the same one (auth hands out a new one when they change)."""
         project = call.project
         if project is None:
-            return out
+            return _Applied([], [])
+        ck = (project.id, project.team_id, call.key.id if call.key is not None else None, int(now_s // 86400))
+        hit = self._applied.get(ck)
+        if hit is not None and hit[0] is project.settings:
+            return hit[1]
+        out = self._compute_scopes(call, now_s)
+        if len(self._applied) >= 4096:
+            self._applied.clear()
+        self._applied[ck] = (project.settings, out)
+        return out
+
+    def _compute_scopes(self, call: Call, now_s: float) -> _Applied:
+        out = _Applied([], [])
+        project = call.project
+        assert project is not None
         s = project.settings or {}
         p_day, p_month, k_day, k_month = self._defaults
         if s.get("budget_micros") is not None:
