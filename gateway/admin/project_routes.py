@@ -28,6 +28,12 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "budget": (dict, "budget overrides (see docs/limits.md)"),
 }
 PLANS = ("free", "starter", "pro", "agency", "enterprise", "test")
+# What the ratelimit and budget middlewares read from the nested `limits` and `budget` objects
+# (they int() / convert these on every request: a string there was a 500 for the tenant's traffic).
+NESTED: dict[str, tuple[tuple[str, ...], type | tuple[type, ...], float]] = {
+    "limits": (("rpm", "tpm", "monthly", "key_rpm"), int, 2**63 - 1),
+    "budget": (("daily_usd", "monthly_usd", "key_daily_usd", "key_monthly_usd"), (int, float), 9e12),
+}
 
 
 def validate_settings(value: Any) -> dict[str, Any]:
@@ -47,8 +53,25 @@ def validate_settings(value: Any) -> dict[str, Any]:
             raise GatewayError("invalid_request", "settings.budget_period: expected 'day' or 'month'", param=f"settings.{key}")
         if key == "allowed_models" and not all(isinstance(m, str) for m in item):
             raise GatewayError("invalid_request", "settings.allowed_models: expected a list of strings", param=f"settings.{key}")
+        if kind is int and item > 2**63 - 1:
+            raise GatewayError("invalid_request", f"settings.{key}: at most {2**63 - 1}", param=f"settings.{key}")
+        if key in NESTED:
+            _check_nested(key, item)
         out[key] = item
     return out
+
+
+def _check_nested(key: str, value: dict[str, Any]) -> None:
+    names, kind, most = NESTED[key]
+    for name, item in value.items():
+        param = f"settings.{key}.{name}"
+        if name not in names:
+            raise GatewayError("invalid_request", f"unknown setting {param} (known: {', '.join(names)})", param=param)
+        if item is None:
+            continue
+        if isinstance(item, bool) or not isinstance(item, kind) or not 0 <= item <= most:
+            expected = "integer" if kind is int else "number"
+            raise GatewayError("invalid_request", f"{param}: expected a {expected} from 0 to {most:g}", param=param)
 
 
 async def _project(ctx: AdminContext, me: Principal, request: web.Request) -> dict[str, Any]:

@@ -47,7 +47,10 @@ SCHEMAS: dict[str, Any] = {
     "Settings": _obj({"rpm": I, "tpm": I, "max_concurrency": I, "budget_micros": I, "budget_period": {"enum": ["day", "month"]},
                       "allowed_models": {"type": "array", "items": S},
                       "semantic_cache": {"oneOf": [B, {"type": "object"}]}, "capture_text": B,
-                      "dlp": {"type": "object"}, "limits": {"type": "object"}, "budget": {"type": "object"}}),
+                      "dlp": {"type": "object"},
+                      "limits": _obj({k: {"type": ["integer", "null"], "minimum": 0} for k in ("rpm", "tpm", "monthly", "key_rpm")}),
+                      "budget": _obj({k: {"type": ["number", "null"], "minimum": 0}
+                                      for k in ("daily_usd", "monthly_usd", "key_daily_usd", "key_monthly_usd")})}),
     "Project": _obj({"id": S, "org_id": S, "team_id": NS, "name": S, "plan": S, "settings": {"$ref": _REF + "Settings"},
                      "created_at": N}, ["id", "name"]),
     "ProjectInput": _obj({"name": S, "plan": {"enum": ["free", "starter", "pro", "agency", "enterprise", "test"]}, "team_id": NS,

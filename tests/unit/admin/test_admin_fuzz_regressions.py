@@ -86,3 +86,34 @@ async def test_metrics_query_empty_from_or_to_means_the_default(client, body):
     assert r.status == 200, await r.text()
     data = await r.json()
     assert 86400 - 5 <= data["to"] - data["from"] <= 86400 + 5
+
+
+@pytest.mark.parametrize("settings,param", [
+    ({"limits": {"rpm": "abc"}}, "settings.limits.rpm"),
+    ({"limits": {"tpm": [1]}}, "settings.limits.tpm"),
+    ({"limits": {"monthly": 1.5}}, "settings.limits.monthly"),
+    ({"limits": {"key_rpm": -1}}, "settings.limits.key_rpm"),
+    ({"limits": {"rpn": 5}}, "settings.limits.rpn"),
+    ({"budget": {"daily_usd": "x"}}, "settings.budget.daily_usd"),
+    ({"budget": {"monthly_usd": -5}}, "settings.budget.monthly_usd"),
+    ({"budget": {"key_daily_usd": True}}, "settings.budget.key_daily_usd"),
+    ({"budget": {"yearly_usd": 1}}, "settings.budget.yearly_usd"),
+    ({"rpm": 2**64 - 1}, "settings.rpm"),
+])
+async def test_nested_limits_and_budget_settings_are_validated(client, settings, param):
+    """These were stored as given; the ratelimit/budget middlewares then failed (500) on every call of that tenant."""
+    auth = h(await login(client, "admin@a.test"))
+    err = await _error(await client.post("/api/projects", json={"name": "p", "settings": settings}, headers=auth))
+    assert err["code"] == "invalid_request" and err["param"] == param
+    pid = (await (await client.post("/api/projects", json={"name": "ok"}, headers=auth)).json())["id"]
+    err = await _error(await client.patch(f"/api/projects/{pid}", json={"settings": settings}, headers=auth))
+    assert err["param"] == param
+
+
+async def test_valid_nested_limits_and_budget_settings_are_kept(client):
+    auth = h(await login(client, "admin@a.test"))
+    settings = {"limits": {"rpm": 60, "tpm": 1000, "monthly": 10, "key_rpm": None},
+                "budget": {"daily_usd": 1.5, "monthly_usd": 20, "key_daily_usd": 0, "key_monthly_usd": None}}
+    r = await client.post("/api/projects", json={"name": "p", "settings": settings}, headers=auth)
+    assert r.status == 201, await r.text()
+    assert (await r.json())["settings"] == settings
