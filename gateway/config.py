@@ -45,6 +45,7 @@ class ServerConfig:
     body_fields: bool = field(default=False, metadata={"help": "also put x_watchllm fields in JSON bodies"})
     access_log: bool = False
     admin_enabled: bool = True
+    gc_freeze: bool = field(default=True, metadata={"help": "after start-up, freeze start-up objects out of the cyclic GC and collect young objects less often (less CPU per request)"})
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -8,6 +8,7 @@ SIGTERM: readiness goes false, listeners close, in-flight requests drain for up 
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -103,6 +104,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         app[RUNTIME]["layers"] = layers
         app[RUNTIME]["plugins"] = started  # hot reload (gateway/reload.py) replaces this list with the live generation's
         app[RUNTIME]["ready"] = True
+        if config.server.gc_freeze:
+            _tune_gc()
         log.info("watchllm ready: pipeline=%s models=%s", [e.name for e in config.pipeline], list(config.models))
         yield
     finally:
@@ -125,6 +128,17 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await services.store.close()
         await services.http.close()
         await services.upstream.close()
+
+
+def _tune_gc() -> None:
+    """Start-up objects (modules, config, compiled patterns, the model) live as long as the
+    process: freeze them so no collection walks them again, and collect the young generation
+    every 20k allocations instead of 700. Reference counting still frees non-cyclic garbage at
+    once; only cycles wait a little longer. (Python's docs recommend freeze() for servers.)"""
+    gc.collect()
+    gc.freeze()
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(20_000, g1, g2)
 
 
 def build_app(config: Config, *, services: Services | None = None) -> web.Application:
