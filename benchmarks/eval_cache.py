@@ -10,7 +10,11 @@ Data (read in place, never copied into the repo):
 Protocol, per pair: the cache holds the answer to ``a``; ``b`` is asked. Cosine-only
 hits when cos(last user messages) >= t, exactly as a one-threshold cache keyed on the
 last user message does. Guarded hits when, in addition, ``guards.check`` passes on the
-questions and ``guards.check_context`` on the earlier turns (the middleware's logic).
+questions and ``guards.check_context`` on the earlier turns; guarded+verifier when the
+edit verifier (``verifier.verify``) passes too (the middleware's logic, in its order).
+
+QQP is split by a fixed seed into a calibration half (error analysis while building the
+verifier) and a report half: every QQP figure in the report is on the report half only.
 Embeddings are cached under ``$WATCHLLM_EVAL_CACHE`` (default /tmp/watchllm-eval-emb).
 """
 from __future__ import annotations
@@ -35,9 +39,12 @@ sys.path.insert(0, str(ROOT))
 from plugins.middleware.semantic_cache.config import SemanticCacheConfig  # noqa: E402
 from plugins.middleware.semantic_cache.exact import build_request  # noqa: E402
 from plugins.middleware.semantic_cache.guards import check, check_context, extract  # noqa: E402
+from plugins.middleware.semantic_cache.verifier import verify  # noqa: E402
 
 THRESHOLDS = (0.70, 0.75, 0.80, 0.85, 0.88, 0.90, 0.92, 0.95)
 DEFAULT = SemanticCacheConfig()
+MODES = ("cosine", "guarded", "verified")
+MODE_NAMES = {"cosine": "cosine only", "guarded": "guarded", "verified": "guarded + verifier"}
 
 
 def _shared(name: str, env: str) -> Path:
@@ -87,29 +94,44 @@ def load_pairs(qqp_path: Path, sample: int, seed: int) -> dict[str, list[dict[st
     for t in traps:
         (qa, ca), (qb, cb) = _side(t["a"]), _side(t["b"])
         sets["traps"].append({"qa": qa, "ca": ca, "qb": qb, "cb": cb, "label": t["label"], "category": t["category"],
-                              "split": t.get("split", "dev")})
+                              "split": t.get("split", "dev"), "batch": t.get("batch", 1)})
     with gzip.open(qqp_path, "rt") as f:
         rows = [json.loads(line) for line in f]
     random.Random(seed).shuffle(rows)
-    for r in rows[:sample]:
-        sets["qqp"].append({"qa": r["text_a"].strip(), "ca": (), "qb": r["text_b"].strip(), "cb": (), "label": r["label"], "category": "qqp"})
+    for i, r in enumerate(rows[:sample]):
+        half = "calibration" if i % 2 == 0 else "report"  # the shuffle above is seeded: a fixed split
+        sets["qqp"].append({"qa": r["text_a"].strip(), "ca": (), "qb": r["text_b"].strip(), "cb": (), "label": r["label"],
+                            "category": "qqp", "half": half})
     gp = json.loads(_shared("gptcache_paraphrases.json", "WATCHLLM_GPTCACHE").read_text())
     for r in gp:
         sets["gptcache"].append({"qa": r["origin"].strip(), "ca": (), "qb": r["similar"].strip(), "cb": (), "label": 1, "category": "gptcache"})
     return sets
 
 
-def score(pairs: list[dict[str, Any]], emb: dict[str, np.ndarray], ratio: float) -> None:
+def score(pairs: list[dict[str, Any]], emb: dict[str, np.ndarray], ratio: float, timings: list[float]) -> None:
     for p in pairs:
         p["cos"] = float(np.dot(emb[p["qa"]], emb[p["qb"]]))
-        failed = check(extract(p["qa"]), extract(p["qb"]))
+        fa, fb = extract(p["qa"]), extract(p["qb"])
+        failed = check(fa, fb)
         if failed is None and not check_context(p["ca"], p["cb"], ratio):
             failed = "context"
         p["guard"] = failed
+        t0 = time.perf_counter()
+        p["verifier"] = verify(fa, fb)
+        if failed is None and p["cos"] >= THRESHOLDS[0]:
+            timings.append(time.perf_counter() - t0)
 
 
-def rates(pairs: list[dict[str, Any]], t: float, guarded: bool) -> dict[str, float]:
-    hit = [p["cos"] >= t and (not guarded or p["guard"] is None) for p in pairs]
+def _hits(p: dict[str, Any], t: float, mode: str) -> bool:
+    if p["cos"] < t:
+        return False
+    if mode == "cosine":
+        return True
+    return p["guard"] is None and (mode == "guarded" or p["verifier"] is None)
+
+
+def rates(pairs: list[dict[str, Any]], t: float, mode: str) -> dict[str, float]:
+    hit = [_hits(p, t, mode) for p in pairs]
     pos = [h for h, p in zip(hit, pairs) if p["label"] == 1]
     neg = [h for h, p in zip(hit, pairs) if p["label"] == 0]
     tp, fp = sum(pos), sum(neg)
@@ -125,51 +147,91 @@ def pct(x: float) -> str:
     return "–" if x != x else f"{100 * x:.1f}%"
 
 
-def report(sets: dict[str, list[dict[str, Any]]], qqp_path: Path) -> str:
-    traps, qqp, gpt = sets["traps"], sets["qqp"], sets["gptcache"]
+def report(sets: dict[str, list[dict[str, Any]]], qqp_path: Path, timings: list[float]) -> str:
+    traps, gpt = sets["traps"], sets["gptcache"]
+    qqp = [p for p in sets["qqp"] if p["half"] == "report"]
     convo = [p for p in traps if p["category"].startswith("conversation")]
+    single = [p for p in traps if not p["category"].startswith("conversation")]
     dev = [p for p in traps if p["split"] == "dev"]
     held = [p for p in traps if p["split"] == "holdout"]
+    held2 = [p for p in held if p["batch"] == 2]
+    t = DEFAULT.threshold
+    default_mode = "verified" if DEFAULT.verifier else "guarded"
     out = ["# Semantic cache evaluation", ""]
-    out.append(f"Model all-MiniLM-L6-v2 (sentence-transformers, fp32). Default threshold **{DEFAULT.threshold}**. "
+    out.append(f"Model all-MiniLM-L6-v2 (sentence-transformers, fp32). Defaults: threshold **{t}**, guards on, "
+               f"verifier {'on' if DEFAULT.verifier else 'off'}. "
                f"Traps: {sum(p['label'] == 0 for p in traps)} must-not-hit pairs + {sum(p['label'] == 1 for p in traps)} paraphrases "
-               f"(tests/data/cache_traps.jsonl); QQP: a seeded sample of {len(qqp)} labelled pairs from `{qqp_path.name}`; "
+               f"(tests/data/cache_traps.jsonl; held-out batch 2 = {sum(p['label'] == 0 for p in held2)} traps + "
+               f"{sum(p['label'] == 1 for p in held2)} paraphrases written before the verifier was built); "
+               f"QQP: a seeded sample of {len(sets['qqp'])} labelled pairs from `{qqp_path.name}`, split by the seed into a "
+               f"calibration half (used for error analysis while building the verifier) and a **report half of {len(qqp)} "
+               f"pairs: every QQP figure below is on the report half only**; "
                f"GPTCache: {len(gpt)} paraphrase pairs. A pair 'hits' when the cache holding `a` would answer `b`.")
     out.append("")
     out.append("## Across thresholds")
     out.append("")
-    out.append("| threshold | mode | trap false-hit (all) | dev | held-out | conversations | trap paraphrase hit | GPTCache hit | QQP precision | QQP recall |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
-    for t in THRESHOLDS:
-        for guarded in (False, True):
-            a, d, h, c = rates(traps, t, guarded), rates(dev, t, guarded), rates(held, t, guarded), rates(convo, t, guarded)
-            q, g = rates(qqp, t, guarded), rates(gpt, t, guarded)
-            mark = "**" if t == DEFAULT.threshold else ""
-            out.append(f"| {mark}{t:.2f}{mark} | {'guarded' if guarded else 'cosine only'} | {pct(a['false_hit'])} | {pct(d['false_hit'])} | {pct(h['false_hit'])} | "
-                       f"{pct(c['false_hit'])} | {pct(a['hit'])} | {pct(g['hit'])} | {pct(q['precision'])} | {pct(q['hit'])} |")
+    out.append("| threshold | mode | trap false-hit (all) | single questions | conversations | dev | held-out | held-out batch 2 "
+               "| trap paraphrase hit | GPTCache hit | QQP precision | QQP recall |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for th in THRESHOLDS:
+        for mode in MODES:
+            a, s1, c = rates(traps, th, mode), rates(single, th, mode), rates(convo, th, mode)
+            d, h, h2 = rates(dev, th, mode), rates(held, th, mode), rates(held2, th, mode)
+            q, g = rates(qqp, th, mode), rates(gpt, th, mode)
+            mark = "**" if th == t and mode == default_mode else ""
+            out.append(f"| {mark}{th:.2f}{mark} | {mark}{MODE_NAMES[mode]}{mark} | {pct(a['false_hit'])} | {pct(s1['false_hit'])} | "
+                       f"{pct(c['false_hit'])} | {pct(d['false_hit'])} | {pct(h['false_hit'])} | {pct(h2['false_hit'])} | "
+                       f"{pct(a['hit'])} | {pct(g['hit'])} | {pct(q['precision'])} | {pct(q['hit'])} |")
     out.append("")
-    t = DEFAULT.threshold
+    out.append("## QQP (report half): the best precision each mode reaches at a given recall")
+    out.append("")
+    out.append("Sweeping the threshold from 0.70 to 0.999 in steps of 0.001; the highest precision among thresholds whose recall "
+               "is at least the column's.")
+    out.append("")
+    grid = [round(0.70 + 0.001 * i, 3) for i in range(300)]
+    recalls = (0.50, 0.35, 0.25, 0.15, 0.10)
+    out.append("| mode | " + " | ".join(f"recall ≥ {int(r * 100)}%" for r in recalls) + " |")
+    out.append("|---|" + "---|" * len(recalls))
+    for mode in MODES:
+        curve = [(rates(qqp, th, mode), th) for th in grid]
+        cells = []
+        for r in recalls:
+            ok = [(x["precision"], th) for x, th in curve if x["hit"] >= r and x["precision"] == x["precision"]]
+            cells.append(f"{pct(max(ok)[0])} (t={max(ok)[1]:.3f})" if ok else "–")
+        out.append(f"| {MODE_NAMES[mode]} | " + " | ".join(cells) + " |")
+    out.append("")
     out.append(f"## Trap false-hit rate by category at {t}")
     out.append("")
-    out.append("| category | pairs dev / held-out | cosine only | guarded (dev) | guarded (held-out) |")
-    out.append("|---|---|---|---|---|")
+    out.append("| category | pairs dev / held-out | cosine only | guarded (dev) | guarded (held-out) | + verifier (dev) | + verifier (held-out) |")
+    out.append("|---|---|---|---|---|---|---|")
     for cat in sorted({p["category"] for p in traps}):
         ps = [p for p in traps if p["category"] == cat]
         pd, ph = [p for p in ps if p["split"] == "dev"], [p for p in ps if p["split"] == "holdout"]
         key = "false_hit" if ps[0]["label"] == 0 else "hit"
         label = cat if key == "false_hit" else f"{cat} (hit rate, should be high)"
-        out.append(f"| {label} | {len(pd)} / {len(ph)} | {pct(rates(ps, t, False)[key])} | {pct(rates(pd, t, True)[key])} | "
-                   f"{pct(rates(ph, t, True)[key]) if ph else '–'} |")
+        cells = [pct(rates(ps, t, "cosine")[key])]
+        for mode in ("guarded", "verified"):
+            cells += [pct(rates(pd, t, mode)[key]) if pd else "–", pct(rates(ph, t, mode)[key]) if ph else "–"]
+        out.append(f"| {label} | {len(pd)} / {len(ph)} | " + " | ".join(cells) + " |")
     out.append("")
-    lost = Counter(p["guard"] for p in qqp + gpt + traps if p["label"] == 1 and p["cos"] >= t and p["guard"])
-    caught = Counter(p["guard"] for p in qqp + traps if p["label"] == 0 and p["cos"] >= t and p["guard"])
-    out.append(f"## What each guard does at {t} (pairs above the threshold)")
+    everything = sets["qqp"] + gpt + traps
+    lost = Counter(p["guard"] for p in everything if p["label"] == 1 and p["cos"] >= t and p["guard"])
+    caught = Counter(p["guard"] for p in sets["qqp"] + traps if p["label"] == 0 and p["cos"] >= t and p["guard"])
+    for p in everything:
+        if p["cos"] >= t and p["guard"] is None and p["verifier"]:
+            (lost if p["label"] == 1 else caught)[f"verifier: {p['verifier']}"] += 1
+    out.append(f"## What each guard and verifier check does at {t} (pairs above the threshold, both QQP halves)")
     out.append("")
-    out.append("| guard | false hits it stops (traps + QQP) | true paraphrases it costs (all sets) |")
+    out.append("| check | false hits it stops (traps + QQP) | true paraphrases it costs (all sets) |")
     out.append("|---|---|---|")
     for gname in sorted(set(lost) | set(caught)):
         out.append(f"| {gname} | {caught[gname]} | {lost[gname]} |")
     out.append("")
+    if timings:
+        us = sorted(1e6 * x for x in timings)
+        out.append(f"Verifier cost (pure Python, this 2-core machine, over the {len(us)} pairs that reach it at ≥ {THRESHOLDS[0]}): "
+                   f"p50 {us[len(us) // 2]:.0f} µs, p99 {us[int(len(us) * 0.99)]:.0f} µs per candidate.")
+        out.append("")
     return "\n".join(out)
 
 
@@ -188,9 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     sets = load_pairs(qqp_path, args.qqp_sample, args.seed)
     texts = [p[k] for ps in sets.values() for p in ps for k in ("qa", "qb")]
     emb = embed_all(texts)
+    timings: list[float] = []
     for ps in sets.values():
-        score(ps, emb, DEFAULT.context_min_ratio)
-    text = report(sets, qqp_path)
+        score(ps, emb, DEFAULT.context_min_ratio, timings)
+    text = report(sets, qqp_path, timings)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")

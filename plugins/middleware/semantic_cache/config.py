@@ -18,6 +18,7 @@ class SemanticCacheConfig:
     semantic: bool = field(default=True, metadata={"help": "false: exact layer only (no model is loaded)"})
     threshold: float = field(default=0.85, metadata={"help": "minimum cosine similarity of the last user message"})
     guards: bool = field(default=True, metadata={"help": "require agreement on numbers, dates, negations, entities, context"})
+    verifier: bool = field(default=True, metadata={"help": "reject small edits that change the question (reorder, particle, prefix, question word)"})
     context_min_ratio: float = field(default=0.9, metadata={"help": "earlier turns: minimum word-sequence similarity"})
     ttl_seconds: float = field(default=86400.0, metadata={"help": "an entry expires this long after it was stored"})
     max_entries: int = field(default=10000, metadata={"help": "per project; the oldest are evicted in batches"})

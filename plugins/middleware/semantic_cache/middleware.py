@@ -7,7 +7,8 @@ Per request (chat completions only):
 2. **exact**: hash of the normalized request (exact.py) → a hit in microseconds;
 3. **semantic**: embed the last user message off the event loop, search the FAISS
    index of the request's scope, and accept the best candidate above the threshold
-   that passes every correctness guard (guards.py) including the earlier turns;
+   that passes every correctness guard (guards.py) including the earlier turns, and
+   the edit verifier (verifier.py) when the two questions are a small edit of each other;
 4. on a miss, call the next layer and, when the response completes successfully
    (every choice ``finish_reason == "stop"``), store it with the vector already
    computed in step 3. Partial streams, errors and tool-call answers are never stored.
@@ -37,6 +38,7 @@ from .guards import check, check_context, extract
 from .index import CacheIndex
 from .policy import skip_reason, threshold_override
 from .store import CacheStore, MemoryStore
+from .verifier import verify
 
 __all__ = ["SemanticCache"]
 
@@ -176,6 +178,9 @@ class SemanticCache:
             failed = check(facts, entry.facts)
             if failed is None and not check_context(req.context, entry.context, self.config.context_min_ratio):
                 failed = "context"
+            if failed is None and self.config.verifier:
+                edit = verify(entry.facts, facts)
+                failed = f"verifier:{edit}" if edit else None
             if failed is None:
                 return score, entry
             counters.rejected_by[failed] = counters.rejected_by.get(failed, 0) + 1
