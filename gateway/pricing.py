@@ -118,10 +118,15 @@ class Pricing:
 
     def estimate_micros(self, model: str | None, prompt_tokens: int, max_output_tokens: int) -> int:
         """Upper bound for a request before it runs (budget reservations)."""
-        return self.cost_micros(model, Usage(prompt_tokens=prompt_tokens, completion_tokens=max_output_tokens))
+        p = self.price(model)
+        if p is None:
+            return 0
+        return -(-(max(0, prompt_tokens) * p.r_in + max(0, max_output_tokens) * p.r_out) // SCALE)  # ceil
 
     def max_price_micros(self, models: list[str], prompt_tokens: int, max_output_tokens: int) -> int:
         """The highest estimate over several candidate models (an alias's targets)."""
+        if len(models) == 1:
+            return self.estimate_micros(models[0], prompt_tokens, max_output_tokens)
         return max((self.estimate_micros(m, prompt_tokens, max_output_tokens) for m in models), default=0)
 
     def estimate_usage(self, model: str | None, prompt: str, completion: str, *, messages: int = 0) -> Usage:

@@ -74,6 +74,7 @@ class RateLimit:
         self.config = config or RateLimitConfig()
         self.services = services
         self.window_ms = int(self.config.window_seconds * 1000)
+        self._limits: dict[tuple[Any, ...], tuple[Any, list[Limit], list[str], int]] = {}
         self.stats: dict[str, int] = {"admitted": 0, "limited": 0, "quota": 0, "fail_open": 0, "fail_closed": 0}
         self._last_log = 0.0
 
@@ -86,7 +87,29 @@ class RateLimit:
 
     # which limits apply -------------------------------------------------------
     def limits_for(self, call: Call, now_s: float) -> tuple[list[Limit], list[str]]:
-        """The limits of this call and, in the same order, their kind ("req" | "tok" | "month")."""
+        """The limits of this call and, in the same order, their kind ("req" | "tok" | "month").
+
+        Cached per (project, key, model, UTC day) while the project's settings object is the
+        same one (auth hands out a new one when they change); only the token limit's cost
+        (this request's prompt tokens) is filled in per call."""
+        project = call.project
+        if project is None:
+            return self._compute_limits(call, now_s)
+        ck = (project.id, project.plan, call.key.id if call.key is not None else None, call.model, int(now_s // 86400))
+        hit = self._limits.get(ck)
+        if hit is None or hit[0] is not project.settings:
+            limits, kinds = self._compute_limits(call, now_s)
+            if len(self._limits) >= 4096:
+                self._limits.clear()
+            hit = self._limits[ck] = (project.settings, limits, kinds, kinds.index("tok") if "tok" in kinds else -1)
+        _, limits, kinds, tok = hit
+        if tok >= 0:
+            lim = limits[tok]
+            limits = list(limits)
+            limits[tok] = Limit(lim.key, lim.limit, lim.window_ms, max(1, prompt_tokens(call)))
+        return limits, kinds
+
+    def _compute_limits(self, call: Call, now_s: float) -> tuple[list[Limit], list[str]]:
         cfg, w = self.config, self.window_ms
         project = call.project
         if project is None:
