@@ -36,7 +36,7 @@ async def test_a_paraphrase_is_served_from_the_semantic_layer(minilm):
     out = await ask(mw, call, nxt)
     assert len(nxt.calls) == 1 and out.text == "Use the 'Forgot password' link."
     assert call.facts.cached == "semantic" and call.reply_headers["x-watchllm-cached"] == "true"
-    assert float(call.reply_headers["x-watchllm-cache-similarity"]) >= 0.85
+    assert float(call.reply_headers["x-watchllm-cache-similarity"]) >= SemanticCacheConfig().threshold
 
 
 async def test_a_negated_request_is_not_answered_with_the_cached_answer(minilm):
@@ -54,6 +54,26 @@ async def test_cosine_alone_would_have_served_that_trap(minilm):
     call = req("Don't cancel my subscription")
     await ask(mw, call, nxt)
     assert call.facts.cached == "semantic"  # what a one-threshold cache does
+
+
+async def test_a_small_edit_that_passes_the_guards_is_refused_by_the_verifier(minilm):
+    mw, nxt = await started(minilm), ScriptedNext(text="Press Command and +.")
+    await ask(mw, req("How do I zoom in on a Mac?"), nxt)
+    call = req("How do I zoom out on a Mac?")
+    await ask(mw, call, nxt)
+    assert len(nxt.calls) == 2 and call.facts.cached is None
+    assert mw.stats("p1")["rejected_by_guard"] == {"verifier:particle": 1}
+    paraphrase = req("How can I zoom in on a Mac?")
+    await ask(mw, paraphrase, nxt)
+    assert len(nxt.calls) == 2 and paraphrase.facts.cached == "semantic"
+
+
+async def test_without_the_verifier_that_edit_would_have_been_served(minilm):
+    mw, nxt = await started(minilm, verifier=False), ScriptedNext(text="Press Command and +.")
+    await ask(mw, req("How do I zoom in on a Mac?"), nxt)
+    call = req("How do I zoom out on a Mac?")
+    await ask(mw, call, nxt)
+    assert call.facts.cached == "semantic"
 
 
 async def test_same_follow_up_after_a_different_conversation_misses(minilm):
