@@ -43,9 +43,9 @@ from schemathesis.generation import GenerationMode  # noqa: E402
 
 from tests.fixtures.gateway import base_config  # noqa: E402
 
-# A longer hunt: WATCHLLM_FUZZ_CASES=20000 WATCHLLM_FUZZ_SECONDS=1800 pytest tests/integration/test_hardening_schemathesis_admin.py -s
-TOTAL_CASES = int(os.environ.get("WATCHLLM_FUZZ_CASES", 1200))
-TIME_BUDGET = float(os.environ.get("WATCHLLM_FUZZ_SECONDS", 150))
+# A longer hunt: WATCHLLM_API_FUZZ_CASES=20000 WATCHLLM_API_FUZZ_SECONDS=1800 pytest tests/integration/test_hardening_schemathesis_admin.py -s
+TOTAL_CASES = int(os.environ.get("WATCHLLM_API_FUZZ_CASES", 1200))
+TIME_BUDGET = float(os.environ.get("WATCHLLM_API_FUZZ_SECONDS", 150))
 EMAIL, PASSWORD = "fuzz-admin@example.com", "a long enough fuzz password"
 ENV = {
     "WATCHLLM_ADMIN_EMAIL": EMAIL, "WATCHLLM_ADMIN_PASSWORD": PASSWORD, "WATCHLLM_SCRYPT_N": "1024",
