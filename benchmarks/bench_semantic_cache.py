@@ -75,7 +75,7 @@ async def run(entries: int, backend_kind: str) -> list[str]:
         lat.append(time.perf_counter() - s)
         assert call.facts.cached == "semantic", call.facts
         del r
-    lines.append(f"- semantic hit (embed + search + guards): {pcts(lat)}")
+    lines.append(f"- semantic hit (embed + search + guards + verifier): {pcts(lat)}")
     q = await mw.runner.embed("How can I reset my password?")
     search = []
     for _ in range(200):
@@ -89,6 +89,21 @@ async def run(entries: int, backend_kind: str) -> list[str]:
         await mw.runner.embed(f"How can I reset my password, attempt {i}?")
         emb.append(time.perf_counter() - s)
     lines.append(f"- of which one embedding (single text, worker thread): {pcts(emb)}")
+    # the guards and the edit verifier on one candidate (what a lookup pays per candidate above the threshold)
+    from plugins.middleware.semantic_cache.guards import check, extract
+    from plugins.middleware.semantic_cache.verifier import verify
+
+    stored = extract("How do I reset my password?")
+    guards, verifier = [], []
+    for i in range(2000):
+        asked = extract("How can I reset my password?" + " " * (i % 3))
+        s = time.perf_counter()
+        check(asked, stored)
+        guards.append(time.perf_counter() - s)
+        s = time.perf_counter()
+        verify(stored, asked)
+        verifier.append(time.perf_counter() - s)
+    lines.append(f"- of which the guards, per candidate: {pcts(guards)}; the edit verifier, per candidate: {pcts(verifier)}")
 
     # loop lag during a burst of misses
     lags: list[float] = []
