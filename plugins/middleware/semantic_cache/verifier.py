@@ -11,7 +11,7 @@ and rejects a pair when the diff shows one of these edits:
 * ``reorder``  — the same words in another order while a direction word (to, from,
   than, vs, into) makes the order matter (any noun, not only names);
 * ``particle`` — one verb particle exchanged for its opposite (in/out, on/off, up/down,
-  over/under, to/from, ...; a closed class of ~14 pairs): phrasal verbs flip on them;
+  over/under, to/from, ...; a closed class of 10 pairs): phrasal verbs flip on them;
 * ``prefix``   — a word exchanged for its negating form (un-, dis-, im-, il-, ir-,
   non-, anti-, mis-): follow/unfollow, like/dislike, legal/illegal;
 * ``wh``       — the question opens with a different one of why/when/where/who/how (a
@@ -42,11 +42,9 @@ CHECKS = ("reorder", "particle", "prefix", "wh")
 
 # Verb particles and prepositions of opposite direction (a closed class): a phrasal verb flips on them.
 PARTICLES = frozenset(tuple(p.split("/")) for p in (
-    "in/out on/off up/down over/under into/out onto/off to/from towards/away forward/backward forwards/backwards "
-    "in/off on/out"
+    "in/out on/off up/down over/under into/out onto/off to/from towards/away forward/backward forwards/backwards"
 ).split())
-# Question words that ask for a different kind of answer (what/how/which are interchangeable: "What is
-# the best way to X" / "How do I X").
+# Question words that ask for a person, a place, a time or a cause (see _KINDS for the ones compared).
 WH_WORDS = frozenset("why when where who whom whose".split())
 _NEG_PREFIXES = ("un", "dis", "im", "il", "ir", "non", "anti", "mis")  # not "in"/"de": infront, decode
 
