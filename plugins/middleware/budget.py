@@ -113,17 +113,20 @@ class Budget:
         assert project is not None
         s = project.settings or {}
         p_day, p_month, k_day, k_month = self._defaults
-        if s.get("budget_micros") is not None:
+        bm = s.get("budget_micros")
+        if isinstance(bm, (int, float)) and not isinstance(bm, bool) and bm >= 0:
             if s.get("budget_period", "month") == "day":
-                p_day = int(s["budget_micros"])
+                p_day = int(bm)
             else:
-                p_month = int(s["budget_micros"])
+                p_month = int(bm)
+        elif bm is not None:
+            log.warning("budget: project %s has an invalid budget_micros setting; using the defaults", project.id)
         b = s.get("budget")
         if isinstance(b, dict):
-            p_day = _micros(b.get("daily_usd"), p_day)
-            p_month = _micros(b.get("monthly_usd"), p_month)
-            k_day = _micros(b.get("key_daily_usd"), k_day)
-            k_month = _micros(b.get("key_monthly_usd"), k_month)
+            p_day = _setting_micros(b.get("daily_usd"), p_day)
+            p_month = _setting_micros(b.get("monthly_usd"), p_month)
+            k_day = _setting_micros(b.get("key_daily_usd"), k_day)
+            k_month = _setting_micros(b.get("key_monthly_usd"), k_month)
         self._add(out, "project", project.id, p_day, p_month, now_s)
         if project.team_id:
             t_day, t_month = self._teams.get(project.team_id, self._team)
@@ -259,4 +262,16 @@ class Budget:
 
 
 def _micros(usd: Any, default: int | None = None) -> int | None:
-    return default if usd is None else usd_to_micros(usd)
+    return default if usd is None else usd_to_micros(usd)  # config values: a bad one fails start-up
+
+
+def _setting_micros(usd: Any, default: int | None) -> int | None:
+    """A project setting in USD → micro-USD; a value that is not a valid amount (stored before the
+    admin API checked settings) keeps the default, with a warning, rather than failing every call."""
+    if usd is None:
+        return default
+    try:
+        return usd_to_micros(usd)
+    except (ValueError, TypeError, ArithmeticError):
+        log.warning("budget: ignoring an invalid budget amount of type %s", type(usd).__name__)
+        return default

@@ -119,12 +119,12 @@ class RateLimit:
         plan = cfg.plans.get(project.plan, cfg.default)
         rpm, tpm, monthly, key_rpm = plan.rpm, plan.tpm, plan.monthly, plan.key_rpm
         s = project.settings or {}
-        rpm, tpm = s.get("rpm", rpm), s.get("tpm", tpm)
+        pid = project.id
+        rpm, tpm = _count_setting(s, "rpm", rpm, pid), _count_setting(s, "tpm", tpm, pid)
         over = s.get("limits")
         if isinstance(over, dict):
-            rpm, tpm = over.get("rpm", rpm), over.get("tpm", tpm)
-            monthly, key_rpm = over.get("monthly", monthly), over.get("key_rpm", key_rpm)
-        pid = project.id
+            rpm, tpm = _count_setting(over, "rpm", rpm, pid), _count_setting(over, "tpm", tpm, pid)
+            monthly, key_rpm = _count_setting(over, "monthly", monthly, pid), _count_setting(over, "key_rpm", key_rpm, pid)
         limits: list[Limit] = []
         kinds: list[str] = []
         if rpm is not None:
@@ -231,3 +231,15 @@ class RateLimit:
                 self.stats["fail_open"] += 1
 
         return settle
+
+
+def _count_setting(settings: dict[str, Any], name: str, fallback: Any, project_id: str) -> Any:
+    """A limit from a project's settings; one that is not a whole number >= 0 (stored before the
+    admin API checked them) is ignored with a warning, never a 500 on every call."""
+    if name not in settings:
+        return fallback
+    value = settings[name]
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and value == int(value)):
+        return value
+    log.warning("ratelimit: project %s has an invalid %s setting (%r); using the plan's value", project_id, name, type(value).__name__)
+    return fallback

@@ -190,3 +190,14 @@ async def test_fail_closed_by_default_fail_open_when_asked() -> None:
     b = budget(DownState(), project={"monthly_usd": 1}, fail_mode="open")
     reply = await b(call_for({}), ScriptedNext(text="x"))
     assert reply.status == 200 and b.stats["fail_open"] == 1
+
+
+async def test_invalid_stored_budget_settings_keep_the_defaults_instead_of_failing() -> None:
+    """Settings stored before the admin API validated them must not 500 every call of the project."""
+    state = MemoryState()
+    b = budget(state, store_sum=[0], project={"monthly_usd": "0.001"})
+    call = call_for({"budget": {"monthly_usd": "lots", "daily_usd": [1]}, "budget_micros": "x"})
+    reply = await b(call, ScriptedNext(json=completion("ok", prompt_tokens=10, completion_tokens=20)))
+    assert reply.status == 200
+    scopes = b.scopes_for(call, __import__("time").time()).scopes
+    assert [s.limit for s in scopes] == [1000]  # the config default (monthly) still applies

@@ -157,3 +157,14 @@ async def test_sustained_twice_the_limit_admits_the_limit_per_window_on_redis(re
         await state.close()
     counts = per_window(rec.admitted_at, rec.admitted_at[0], int(window * 1000), 3)
     assert all(0.99 * limit <= c <= limit for c in counts), counts
+
+
+async def test_invalid_stored_limit_settings_fall_back_to_the_plan_instead_of_failing() -> None:
+    """Settings stored before the admin API validated them (a string rpm) must not 500 every call."""
+    rl = limiter(MemoryState())
+    call = project_call(settings={"limits": {"rpm": "abc", "key_rpm": -3}, "tpm": [1]})
+    await rl(call, ScriptedNext(text="ok"))
+    assert call.reply_headers["X-RateLimit-Limit"] == "10"  # the free plan's rpm
+    good = project_call(pid="p2", settings={"limits": {"rpm": 4}})
+    await rl(good, ScriptedNext(text="ok"))
+    assert good.reply_headers["X-RateLimit-Limit"] == "4"
