@@ -8,15 +8,11 @@ commit carries many rows (RELIABILITY.md D3: ~13k single-row commits/s vs ~340k 
 in 50-row batches) and each request waits about one commit (a few ms), not a write of
 its own. Rows are ``INSERT OR IGNORE`` on the request id: a retried batch never
 duplicates, and a crash loses nothing a client was told about (SQLite WAL,
-``synchronous=NORMAL``: committed transactions survive a process kill).
-
-Where it commits: on a SQLite file, a batch is committed by a plain ``sqlite3`` connection
-on the event-loop thread (``DirectInserter`` in gateway/store/usage.py: no thread hop, no
-GIL hand-off; tens of µs per batch); if another writer holds the lock, or a commit ever
-blocks the loop over ``DIRECT_MAX_BLOCK_S``, batches go through the aiosqlite thread as
-before (``direct=False`` forces that; a ``:memory:`` store always uses it). A small batch
-waits ``WATCHLLM_USAGE_LINGER_TURNS`` event-loop turns (default 1) for the answers finishing
-in the same turn, so commits carry more rows (measured: 2-3% less CPU per exact cache hit).
+``synchronous=NORMAL``: committed transactions survive a process kill). A small batch waits
+``WATCHLLM_USAGE_LINGER_TURNS`` event-loop turns (default 1) for the answers finishing in the
+same turn. (Tried and dropped: committing on the event-loop thread with a second sqlite3
+connection. It saved the thread hop, but small commits write ~15 KB of WAL per row, so the WAL
+either grew without bound or needed checkpoints whose fsync stalled the loop; p99 was no better.)
 
 ``close()`` (server shutdown, after draining) commits everything still queued.
 
@@ -47,11 +43,8 @@ log = logging.getLogger("watchllm.usage")
 
 FlushListener = Callable[[int, float, int], None]
 CAPTURE_LIMIT = 32 * 1024  # characters of prompt/completion text kept when capture is on
-DIRECT_MAX_BLOCK_S = 0.005  # a direct (event-loop) commit slower than this turns direct commits off ...
-DIRECT_BACKOFF_S = 10.0     # ... for this long
 LINGER_TURNS = int(os.environ.get("WATCHLLM_USAGE_LINGER_TURNS", "1"))  # event-loop turns a small batch waits
 LINGER_ROWS = 16            # ... unless it already has this many rows
-CHECKPOINT_ROWS = 2000      # rows committed directly between two PASSIVE WAL checkpoints
 
 
 def retention_from_env(environ: dict[str, str] | None = None) -> tuple[float | None, float]:
@@ -112,7 +105,7 @@ def usage_row(call: Any, outcome: Any, now: float | None = None) -> tuple[Any, .
 class UsageWriter:
     def __init__(
         self, store: Any, *, max_batch: int = 1000, retention_s: float | None = None,
-        purge_interval_s: float | None = None, retry_delays: Sequence[float] = (0.05, 0.2, 1.0), direct: bool = True,
+        purge_interval_s: float | None = None, retry_delays: Sequence[float] = (0.05, 0.2, 1.0),
     ) -> None:
         env_retention, env_interval = retention_from_env()
         self.store = store
@@ -133,23 +126,12 @@ class UsageWriter:
         self.failures = 0
         self.purged = 0
         self.last_flush_s = 0.0
-        self.direct = direct
-        self.direct_fallbacks = 0
-        self._direct: Any = None
-        self._direct_off_until = 0.0
-        self._since_checkpoint = 0
-        self._checkpointing: asyncio.Task[None] | None = None
 
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
 
     async def start(self) -> None:
-        if self.direct:
-            try:
-                self._direct = self.store.usage.direct_inserter()
-            except Exception as exc:  # the thread path still works
-                log.warning("usage: committing on the database thread only (%s)", exc)
         self._task = asyncio.create_task(self._run(), name="usage-writer")
         if self.retention_s:
             self._purge_task = asyncio.create_task(self._purge_loop(), name="usage-purge")
@@ -189,11 +171,6 @@ class UsageWriter:
             await self._task
         if self._queue:  # records queued after the loop ended
             await self._drain()
-        if self._checkpointing is not None:
-            await asyncio.gather(self._checkpointing, return_exceptions=True)
-        if self._direct is not None:
-            self._direct.close()
-            self._direct = None
         log.info("usage writer closed: %d rows in %d commits, %d failed", self.committed, self.commits, self.failures)
 
     # the single writer -----------------------------------------------------------
@@ -237,8 +214,6 @@ class UsageWriter:
                 return
 
     async def _commit(self, rows: list[tuple[Any, ...]]) -> None:
-        if self._direct is not None and self._commit_direct(rows):
-            return
         delays = iter(self.retry_delays)
         while True:
             try:
@@ -253,38 +228,6 @@ class UsageWriter:
             self.committed += len(rows)
             self.commits += 1
             return
-
-    def _commit_direct(self, rows: list[tuple[Any, ...]]) -> bool:
-        """Commit on this thread (gateway/store/usage.py DirectInserter); False: use the thread path."""
-        now = time.monotonic()
-        if now < self._direct_off_until:
-            return False
-        t0 = time.perf_counter()
-        try:
-            self._direct.insert(rows)
-        except Exception as exc:  # locked by another writer (busy_timeout=0), disk trouble: the thread path waits/retries
-            self.direct_fallbacks += 1
-            log.debug("usage: direct commit of %d rows refused (%s); using the database thread", len(rows), exc)
-            return False
-        took = time.perf_counter() - t0
-        if took > DIRECT_MAX_BLOCK_S:  # a slow disk must not stall the event loop: back off for a while
-            self._direct_off_until = now + DIRECT_BACKOFF_S
-            log.warning("usage: a direct commit blocked the event loop %.1f ms; database thread only for %.0f s",
-                        took * 1000, DIRECT_BACKOFF_S)
-        self.committed += len(rows)
-        self.commits += 1
-        self._since_checkpoint += len(rows)
-        if self._since_checkpoint >= CHECKPOINT_ROWS and (self._checkpointing is None or self._checkpointing.done()):
-            self._since_checkpoint = 0
-            self._checkpointing = asyncio.create_task(self._checkpoint(), name="usage-checkpoint")
-        return True
-
-    async def _checkpoint(self) -> None:
-        """The direct connection never checkpoints (that fsyncs): do it on the database thread."""
-        try:
-            await self.store.execute_blind("PRAGMA wal_checkpoint(PASSIVE)")
-        except Exception as exc:
-            log.warning("usage: WAL checkpoint failed: %s", exc)
 
     # retention -------------------------------------------------------------------
     async def purge_once(self, now: float | None = None) -> int:

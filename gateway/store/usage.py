@@ -17,7 +17,7 @@ import aiosqlite
 
 from .base import Repository, repository
 
-__all__ = ["UsageRepo", "DirectInserter", "COLUMNS"]
+__all__ = ["UsageRepo", "COLUMNS"]
 
 COLUMNS: tuple[str, ...] = (
     "id", "project_id", "key_id", "endpoint", "model_requested", "model_served", "provider", "attempts",
@@ -34,47 +34,6 @@ MAX_ROWS_PER_STATEMENT = 32766 // len(COLUMNS)
 ORG_PROJECTS = "SELECT id FROM projects WHERE org_id = ?"
 _SPEND_SCOPES = {"project": "project_id = ?", "key": "key_id = ?",
                  "team": "project_id IN (SELECT id FROM projects WHERE team_id = ?)"}
-
-
-def _insert_sql(n: int) -> str:
-    return _INSERT if n == 1 else f"{_INSERT[: _INSERT.rindex('(')]}{', '.join([_ROW] * n)}"
-
-
-class DirectInserter:
-    """Usage batches committed by a plain ``sqlite3`` connection on the event-loop thread.
-
-    Why: through aiosqlite a batch costs a hop to the database thread and back; with the
-    gateway pinned to one core that hop is two context switches and a GIL hand-off per batch,
-    measured as the largest single item of the proxied request's profile after aiohttp
-    itself. A multi-row INSERT into a WAL database with ``synchronous=NORMAL`` is a write to
-    the WAL file, no fsync: tens of µs. What keeps it from stalling the loop:
-
-    * ``busy_timeout=0``: if another connection (admin writes, another worker process) holds
-      the write lock, ``insert`` raises ``sqlite3.OperationalError`` at once and the caller
-      sends the batch through the aiosqlite thread instead, which may wait;
-    * ``wal_autocheckpoint=0``: this connection never checkpoints (a checkpoint fsyncs); the
-      caller runs ``PRAGMA wal_checkpoint(PASSIVE)`` on the database thread now and then.
-
-    Durability is unchanged: each batch is one autocommit statement, committed before
-    ``insert`` returns (WAL: it survives a process kill).
-    """
-
-    def __init__(self, path: str) -> None:
-        import sqlite3
-
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout=0")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
-        self.error = sqlite3.OperationalError
-
-    def insert(self, rows: Sequence[Sequence[Any]]) -> None:
-        if len(rows) > MAX_ROWS_PER_STATEMENT:
-            raise self.error("batch too large for one statement")
-        self._db.execute(_insert_sql(len(rows)), [v for row in rows for v in row])
-
-    def close(self) -> None:
-        self._db.close()
 
 
 class Filter:
@@ -139,18 +98,11 @@ class UsageRepo(Repository):
         if not rows:
             return
         if len(rows) <= MAX_ROWS_PER_STATEMENT:
-            await self.store.execute_blind(_insert_sql(len(rows)), [v for row in rows for v in row])
+            sql = _INSERT if len(rows) == 1 else f"{_INSERT[: _INSERT.rindex('(')]}{', '.join([_ROW] * len(rows))}"
+            await self.store.execute_blind(sql, [v for row in rows for v in row])
             return
         async with self.store.tx() as db:
             await db.executemany(_INSERT, rows)
-
-    def direct_inserter(self) -> "DirectInserter | None":
-        """An inserter that commits on the calling (event-loop) thread; None for ``:memory:``
-        stores (a second connection would see another database)."""
-        path = getattr(self.store, "path", ":memory:")
-        if not path or path == ":memory:" or path.startswith("file::memory:"):
-            return None
-        return DirectInserter(path)
 
     async def spend_between(self, scope: str, ident: str, start: float, end: float) -> int:
         """Sum of ``cost_micros`` for one budget scope (project | key | team) in [start, end)."""

@@ -95,7 +95,7 @@ async def test_error_outcome_records_code_and_dlp_counts(store):
 
 
 async def test_failed_commit_is_retried_then_reported_to_the_waiter(store):
-    writer = UsageWriter(store, retry_delays=(0.001, 0.001), direct=False)  # the database-thread path
+    writer = UsageWriter(store, retry_delays=(0.001, 0.001))
     await writer.start()
     real = store.usage.insert_many
     fails = {"n": 2}
@@ -114,37 +114,6 @@ async def test_failed_commit_is_retried_then_reported_to_the_waiter(store):
         await writer.record(_call(2), _ok())
     assert writer.failures == 1
     store.usage.insert_many = real
-    await writer.close()
-
-
-async def test_direct_commits_are_durable_and_visible_to_other_connections(store, tmp_path):
-    import sqlite3
-
-    writer = UsageWriter(store)
-    await writer.start()
-    await asyncio.gather(*(writer.record(_call(i), _ok()) for i in range(50)))
-    other = sqlite3.connect(tmp_path / "u.db")  # a separate connection, as another process would read it
-    assert other.execute("SELECT COUNT(*) FROM usage").fetchone()[0] == 50
-    assert writer.direct_fallbacks == 0 and writer.committed == 50 and writer.commits < 50
-    other.close()
-    await writer.close()
-
-
-async def test_a_locked_database_sends_the_batch_through_the_thread_path(store, tmp_path):
-    import sqlite3
-
-    writer = UsageWriter(store, retry_delays=(0.05, 0.2, 1.0, 2.0))
-    await writer.start()
-    locker = sqlite3.connect(tmp_path / "u.db", isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-    pending = asyncio.ensure_future(writer.record(_call(1), _ok()))
-    await asyncio.sleep(0.3)
-    assert not pending.done()  # not acknowledged while the row cannot be committed
-    locker.execute("COMMIT")
-    await asyncio.wait_for(pending, 10)
-    assert await _count(store) == 1
-    assert writer.direct_fallbacks >= 1
-    locker.close()
     await writer.close()
 
 
