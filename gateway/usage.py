@@ -12,7 +12,11 @@ duplicates, and a crash loses nothing a client was told about (SQLite WAL,
 ``WATCHLLM_USAGE_LINGER_TURNS`` event-loop turns (default 1) for the answers finishing in the
 same turn. (Tried and dropped: committing on the event-loop thread with a second sqlite3
 connection. It saved the thread hop, but small commits write ~15 KB of WAL per row, so the WAL
-either grew without bound or needed checkpoints whose fsync stalled the loop; p99 was no better.)
+either grew without bound or needed checkpoints whose fsync stalled the loop; p99 was no better.
+Also dropped: checkpoints off the commit path, in a thread on their own connection. Under
+continuous writes a PASSIVE checkpoint never catches up with the writer, so the WAL is never
+restarted: it grew to 460 MB in 40 s at 700 rows/s. SQLite's autocheckpoint, inside a commit,
+is what lets the WAL restart; its fsync is the usage path's p99 at high load.)
 
 ``close()`` (server shutdown, after draining) commits everything still queued.
 

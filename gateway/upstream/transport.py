@@ -22,9 +22,9 @@ import orjson
 
 from ..call import Call, Target
 from ..errors import ProviderError
-from .h1 import UpstreamError
+from .h1 import H1Response, UpstreamError
 
-__all__ = ["JsonTransport", "MAX_ERROR_BODY"]
+__all__ = ["JsonTransport", "MAX_ERROR_BODY", "request_upstream"]
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -77,23 +77,29 @@ class JsonTransport:
     async def _json(self, method: str, path: str, payload: Any, *, target: Target | None, call: Call | None = None) -> Any:
         """A whole JSON answer, through the lean keep-alive client (gateway/upstream/h1.py)."""
         name = target.provider if target else self.NAME
-        upstream = getattr(self._services, "upstream", None)
-        if upstream is None:
-            raise ProviderError("service_unavailable", "gateway HTTP client is not started", status=503)
-        data = orjson.dumps(payload) if payload is not None else None
-        total = (target.timeout if target else None) or self.config.timeout
-        try:
-            resp = await upstream.request(method, self._base + path, headers=self.headers_for(call, target), body=data,
-                                          timeout=total, connect_timeout=self.config.connect_timeout)
-        except TimeoutError:
-            raise ProviderError("provider_timeout", f"{name}: no answer within the timeout", retryable=True) from None
-        except UpstreamError as exc:
-            raise ProviderError("provider_error", f"{name}: cannot reach upstream ({exc})", retryable=True) from None
-        except ValueError as exc:  # a configured header (a project's key) with CR/LF: never sent
-            raise ProviderError("provider_error", f"{name}: {exc}") from None
+        resp = await request_upstream(
+            self._services, method, self._base + path, name=name, headers=self.headers_for(call, target),
+            body=orjson.dumps(payload) if payload is not None else None,
+            timeout=(target.timeout if target else None) or self.config.timeout, connect_timeout=self.config.connect_timeout)
         if resp.status >= 400:
             raise self.error_from_response(resp.status, resp.body[:MAX_ERROR_BODY], resp.headers, name)
         try:
             return orjson.loads(resp.body)
         except orjson.JSONDecodeError:
             raise ProviderError("provider_error", f"{name}: answer is not JSON", upstream_status=resp.status) from None
+
+
+async def request_upstream(services: Any, method: str, url: str, *, name: str, headers: Mapping[str, str],
+                           body: bytes | None, timeout: float | None, connect_timeout: float | None) -> H1Response:
+    """One call through ``services.upstream`` with its failures as ProviderErrors (stable codes)."""
+    upstream = getattr(services, "upstream", None)
+    if upstream is None:
+        raise ProviderError("service_unavailable", "gateway HTTP client is not started", status=503)
+    try:
+        return await upstream.request(method, url, headers=headers, body=body, timeout=timeout, connect_timeout=connect_timeout)
+    except TimeoutError:
+        raise ProviderError("provider_timeout", f"{name}: no answer within the timeout", retryable=True) from None
+    except UpstreamError as exc:
+        raise ProviderError("provider_error", f"{name}: cannot reach upstream ({exc})", retryable=True) from None
+    except ValueError as exc:  # a configured header (a project's key) with CR/LF: never sent
+        raise ProviderError("provider_error", f"{name}: {exc}") from None

@@ -19,7 +19,7 @@ import orjson
 from gateway.call import Call, Target
 from gateway.errors import ProviderError, provider_error_from_status
 from gateway.plugin import Services
-from gateway.upstream.h1 import UpstreamError
+from gateway.upstream.transport import request_upstream
 from gateway.upstream.sse import iter_sse
 
 MAX_ERROR_BODY = 64 * 1024
@@ -111,16 +111,9 @@ class OpenAIProvider:
 
     async def _post(self, path: str, body: dict[str, Any], target: Target, call: Call) -> dict[str, Any]:
         # The lean keep-alive client (gateway/upstream/h1.py): ~200 µs of CPU less per call than aiohttp.
-        try:
-            resp = await self.services.upstream.request(
-                "POST", f"{self.base}{path}", headers=self.headers_for(call, target), body=orjson.dumps(body),
-                timeout=target.timeout or self.cfg.timeout, connect_timeout=self.cfg.connect_timeout)
-        except TimeoutError:
-            raise ProviderError("provider_timeout", f"{target.name} did not answer in time", retryable=True) from None
-        except UpstreamError as exc:
-            raise ProviderError("provider_error", f"cannot reach {target.provider}: {exc}", retryable=True) from None
-        except ValueError as exc:  # a configured header (a project's key) with CR/LF: never sent
-            raise ProviderError("provider_error", f"{target.provider}: {exc}") from None
+        resp = await request_upstream(
+            self.services, "POST", f"{self.base}{path}", name=target.name, headers=self.headers_for(call, target),
+            body=orjson.dumps(body), timeout=target.timeout or self.cfg.timeout, connect_timeout=self.cfg.connect_timeout)
         if resp.status >= 400:
             raise upstream_error(resp.status, resp.body, resp.headers)
         try:
