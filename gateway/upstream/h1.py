@@ -99,7 +99,7 @@ class _Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self.waiter is None:  # bytes nobody asked for: the connection cannot be trusted
+        if self.waiter is None or self.waiter.done():  # bytes nobody asked for: the connection cannot be trusted
             self.close()
             return
         self.got_bytes = True
