@@ -51,7 +51,7 @@ class Services:
     http: "aiohttp.ClientSession | None" = None
     # The lean HTTP/1.1 client for non-streamed provider calls (gateway/upstream/h1.py); the
     # server replaces it with one whose SSRF resolver knows the config's allow-list.
-    upstream: "H1Client" = field(default_factory=lambda: _h1())
+    upstream: "H1Client" = field(default_factory=_h1)
     store: Any = None
     state: Any = None
     usage: Any = None

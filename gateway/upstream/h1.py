@@ -200,7 +200,6 @@ class H1Client:
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[int, str]]]] = {}
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
-        self.stats = {"connects": 0, "reused": 0, "resent": 0}
 
     @property
     def resolver(self) -> Any:
@@ -234,7 +233,6 @@ class H1Client:
                 return await self._exchange(conn, head, body, loop, deadline, origin)
             except UpstreamError as exc:
                 if attempt == 0 and reused and not exc.sent:
-                    self.stats["resent"] += 1
                     continue  # the keep-alive race: the server had closed the idle connection
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -294,7 +292,6 @@ class H1Client:
             if now - conn.idle_since > self.keepalive_timeout:
                 conn.close()
                 continue
-            self.stats["reused"] += 1
             return conn
         return None
 
@@ -352,7 +349,6 @@ class H1Client:
             sock = conn.transport.get_extra_info("socket") if conn.transport else None
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.stats["connects"] += 1
             return conn
         if isinstance(last, UpstreamError):
             raise last

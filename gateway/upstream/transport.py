@@ -46,21 +46,20 @@ class JsonTransport:
             raise ProviderError("service_unavailable", "gateway HTTP client is not started", status=503)
         return self._services.http
 
-    def _timeout(self, target: Target | None, stream: bool) -> aiohttp.ClientTimeout:
+    def _stream_timeout(self, target: Target | None) -> aiohttp.ClientTimeout:
+        """A live stream may last long: cap the wait for headers and the gaps, not the total."""
         total = (target.timeout if target else None) or self.config.timeout
-        if stream:  # a live stream may last long: cap the wait for headers and the gaps, not the total
-            return aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout, sock_read=min(self.config.read_timeout, total))
-        return aiohttp.ClientTimeout(total=total, connect=self.config.connect_timeout)
+        return aiohttp.ClientTimeout(total=None, connect=self.config.connect_timeout, sock_read=min(self.config.read_timeout, total))
 
-    async def _send(self, method: str, path: str, payload: Any, *, target: Target | None, stream: bool,
-                    call: Call | None = None) -> aiohttp.ClientResponse:
-        """Send one request; return the open response (status < 400) or raise ProviderError."""
+    async def _open_stream(self, method: str, path: str, payload: Any, *, target: Target | None,
+                           call: Call | None = None) -> aiohttp.ClientResponse:
+        """Open a streamed answer; return the open response (status < 400) or raise ProviderError."""
         name = target.provider if target else self.NAME
         data = orjson.dumps(payload) if payload is not None else None
         try:
             resp = await self._session().request(
                 method, self._base + path, data=data, headers=self.headers_for(call, target),
-                timeout=self._timeout(target, stream), allow_redirects=False,
+                timeout=self._stream_timeout(target), allow_redirects=False,
             )
             if resp.status >= 400:
                 try:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Literal
 
 from gateway import Call, GatewayError, Handler, Reply, Services
+from gateway.memo import ProjectMemo
 from gateway.pricing import micros_to_usd, prompt_tokens, usd_to_micros
 from gateway.reply import Outcome
 from gateway.state import BudgetScope, StateUnavailable
@@ -74,7 +75,7 @@ class Budget:
         self.stats: dict[str, int] = {"reserved": 0, "exceeded": 0, "settled": 0, "released": 0,
                                       "fail_open": 0, "fail_closed": 0, "settle_failed": 0, "seeded": 0}
         self._last_log = 0.0
-        self._applied: dict[tuple[Any, ...], tuple[Any, _Applied]] = {}
+        self._applied: ProjectMemo[_Applied] = ProjectMemo()
         c = self.config
         self._defaults = (_micros(c.project.daily_usd), _micros(c.project.monthly_usd),
                           _micros(c.key.daily_usd), _micros(c.key.monthly_usd))
@@ -98,14 +99,7 @@ class Budget:
         if project is None:
             return _Applied([], [])
         ck = (project.id, project.team_id, call.key.id if call.key is not None else None, int(now_s // 86400))
-        hit = self._applied.get(ck)
-        if hit is not None and hit[0] is project.settings:
-            return hit[1]
-        out = self._compute_scopes(call, now_s)
-        if len(self._applied) >= 4096:
-            self._applied.clear()
-        self._applied[ck] = (project.settings, out)
-        return out
+        return self._applied.get(ck, project.settings, lambda: self._compute_scopes(call, now_s))
 
     def _compute_scopes(self, call: Call, now_s: float) -> _Applied:
         out = _Applied([], [])

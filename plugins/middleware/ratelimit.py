@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway import Call, GatewayError, Handler, Reply, Services
+from gateway.memo import ProjectMemo
 from gateway.pricing import prompt_tokens
 from gateway.reply import Outcome
 from gateway.state import RateLimit as Limit
@@ -74,7 +75,7 @@ class RateLimit:
         self.config = config or RateLimitConfig()
         self.services = services
         self.window_ms = int(self.config.window_seconds * 1000)
-        self._limits: dict[tuple[Any, ...], tuple[Any, list[Limit], list[str], int]] = {}
+        self._limits: ProjectMemo[tuple[list[Limit], list[str]]] = ProjectMemo()
         self.stats: dict[str, int] = {"admitted": 0, "limited": 0, "quota": 0, "fail_open": 0, "fail_closed": 0}
         self._last_log = 0.0
 
@@ -96,13 +97,8 @@ class RateLimit:
         if project is None:
             return self._compute_limits(call, now_s)
         ck = (project.id, project.plan, call.key.id if call.key is not None else None, call.model, int(now_s // 86400))
-        hit = self._limits.get(ck)
-        if hit is None or hit[0] is not project.settings:
-            limits, kinds = self._compute_limits(call, now_s)
-            if len(self._limits) >= 4096:
-                self._limits.clear()
-            hit = self._limits[ck] = (project.settings, limits, kinds, kinds.index("tok") if "tok" in kinds else -1)
-        _, limits, kinds, tok = hit
+        limits, kinds = self._limits.get(ck, project.settings, lambda: self._compute_limits(call, now_s))
+        tok = kinds.index("tok") if "tok" in kinds else -1
         if tok >= 0:
             lim = limits[tok]
             limits = list(limits)

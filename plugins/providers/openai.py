@@ -19,10 +19,9 @@ import orjson
 from gateway.call import Call, Target
 from gateway.errors import ProviderError, provider_error_from_status
 from gateway.plugin import Services
-from gateway.upstream.transport import request_upstream
+from gateway.upstream.transport import MAX_ERROR_BODY, request_upstream
 from gateway.upstream.sse import iter_sse
 
-MAX_ERROR_BODY = 64 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,11 +96,10 @@ class OpenAIProvider:
             raise ProviderError("service_unavailable", "gateway HTTP client is not started", status=503)
         return self.services.http
 
-    def _timeout(self, target: Target, stream: bool) -> aiohttp.ClientTimeout:
+    def _stream_timeout(self, target: Target) -> aiohttp.ClientTimeout:
+        """A live stream may last long: cap the gaps and the wait for headers, not the total."""
         total = target.timeout or self.cfg.timeout
-        if stream:  # a live stream may last long; cap the gaps, and the wait for headers
-            return aiohttp.ClientTimeout(total=None, connect=self.cfg.connect_timeout, sock_read=min(self.cfg.read_timeout, total))
-        return aiohttp.ClientTimeout(total=total, connect=self.cfg.connect_timeout)
+        return aiohttp.ClientTimeout(total=None, connect=self.cfg.connect_timeout, sock_read=min(self.cfg.read_timeout, total))
 
     def headers_for(self, call: Call, target: Target) -> dict[str, str]:
         override = call.provider_key(target.provider)  # a project's own key (tenancy)
@@ -131,7 +129,7 @@ class OpenAIProvider:
         try:
             resp = await self._session().post(
                 f"{self.base}{path}", data=orjson.dumps(body), headers=self.headers_for(call, target),
-                timeout=self._timeout(target, True), allow_redirects=False,
+                timeout=self._stream_timeout(target), allow_redirects=False,
             )
         except asyncio.TimeoutError:
             raise ProviderError("provider_timeout", f"{target.name} did not answer in time", retryable=True) from None

@@ -168,3 +168,18 @@ async def test_invalid_stored_limit_settings_fall_back_to_the_plan_instead_of_fa
     good = project_call(pid="p2", settings={"limits": {"rpm": 4}})
     await rl(good, ScriptedNext(text="ok"))
     assert good.reply_headers["X-RateLimit-Limit"] == "4"
+
+
+async def test_a_project_whose_settings_change_gets_the_new_limit_at_once() -> None:
+    """Limits are cached per project (gateway/memo.py) only while its settings object is the same:
+    auth hands out a new Project when the admin API changed it."""
+    rl = limiter(MemoryState())
+    first = project_call(pid="m", settings={"rpm": 3})
+    await rl(first, ScriptedNext(text="ok"))
+    assert first.reply_headers["X-RateLimit-Limit"] == "3"
+    again = make_call(dict(BODY), project=first.project, key=first.key)  # same Project object: cached
+    await rl(again, ScriptedNext(text="ok"))
+    assert again.reply_headers["X-RateLimit-Remaining"] == "1"
+    changed = project_call(pid="m", settings={"rpm": 7})
+    await rl(changed, ScriptedNext(text="ok"))
+    assert changed.reply_headers["X-RateLimit-Limit"] == "7"

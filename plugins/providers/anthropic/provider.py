@@ -94,7 +94,7 @@ class AnthropicProvider(ChatOnly, JsonTransport):
 
     async def chat_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
         req = to_messages_request(body, model=target.model, default_max_tokens=self.config.max_tokens, stream=True)
-        resp = await self._send("POST", "/v1/messages", req, call=call, target=target, stream=True)
+        resp = await self._open_stream("POST", "/v1/messages", req, call=call, target=target)
         translator = AnthropicStream(model=target.model, provider=target.provider)
         with reading_stream(resp, target.provider, lambda: translator.finished):
             async for event in iter_sse(resp):

@@ -105,7 +105,7 @@ class GeminiProvider(ChatOnly, JsonTransport):
 
     async def chat_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
         path = self._model_path(target.model) + ":streamGenerateContent?alt=sse"
-        resp = await self._send("POST", path, to_generate_request(body), call=call, target=target, stream=True)
+        resp = await self._open_stream("POST", path, to_generate_request(body), call=call, target=target)
         translator = GeminiStream(model=target.model, provider=target.provider)
         ended = False
         with reading_stream(resp, target.provider, lambda: ended):

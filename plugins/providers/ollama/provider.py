@@ -91,7 +91,7 @@ class OllamaProvider(ChatOnly, JsonTransport):
         return from_chat_response(resp, model=target.model)
 
     async def chat_stream(self, body: dict[str, Any], target: Target, call: Call) -> AsyncIterator[dict[str, Any]]:
-        resp = await self._send("POST", "/api/chat", self._chat_request(body, target, True), target=target, stream=True)
+        resp = await self._open_stream("POST", "/api/chat", self._chat_request(body, target, True), target=target)
         translator = OllamaStream(model=target.model, provider=target.provider)
         with reading_stream(resp, target.provider, lambda: translator.finished):
             async for line in iter_ndjson_lines(resp):
