@@ -1,24 +1,31 @@
-"""UsageWriter: one usage row per request, group-committed, durable before the last byte.
+"""UsageWriter: one usage row per request, durable before the last byte, group-committed to SQLite.
 
 The HTTP writer awaits ``record(call, outcome)`` before it sends the final byte of a
-successful response (the JSON body, or ``data: [DONE]``). ``record`` appends the row to
-a queue and waits for the commit of the batch that holds it. One background task
-commits: while one transaction is in flight the next batch fills, so under load a
-commit carries many rows (RELIABILITY.md D3: ~13k single-row commits/s vs ~340k rows/s
-in 50-row batches) and each request waits about one commit (a few ms), not a write of
-its own. Rows are ``INSERT OR IGNORE`` on the request id: a retried batch never
-duplicates, and a crash loses nothing a client was told about (SQLite WAL,
-``synchronous=NORMAL``: committed transactions survive a process kill). A small batch waits
-``WATCHLLM_USAGE_LINGER_TURNS`` event-loop turns (default 1) for the answers finishing in the
-same turn. (Tried and dropped: committing on the event-loop thread with a second sqlite3
-connection. It saved the thread hop, but small commits write ~15 KB of WAL per row, so the WAL
-either grew without bound or needed checkpoints whose fsync stalled the loop; p99 was no better.
-Also dropped: checkpoints off the commit path, in a thread on their own connection. Under
-continuous writes a PASSIVE checkpoint never catches up with the writer, so the WAL is never
-restarted: it grew to 460 MB in 40 s at 700 rows/s. SQLite's autocheckpoint, inside a commit,
-is what lets the WAL restart; its fsync is the usage path's p99 at high load.)
+successful response (the JSON body, or ``data: [DONE]``). What "durable" means there is set by
+``WATCHLLM_USAGE_ACK``:
 
-``close()`` (server shutdown, after draining) commits everything still queued.
+* ``journal`` (the default for a database file): ``record`` appends the row to this process's
+  usage journal (``gateway/usage_journal.py``: one ``write(2)``, a few microseconds) and returns;
+  the row is committed to SQLite in the background. A killed process loses nothing: the next
+  process to open the store replays the journal. Reads that must see every acknowledged row
+  (the admin API, a budget counter re-seeded from the store) call ``flush()`` first.
+* ``commit``: ``record`` waits for the SQLite commit of the batch that holds its row (the
+  design's original contract; a request then waits about one group commit, and behind a WAL
+  checkpoint's fsync when one runs). The only mode for a ``:memory:`` store.
+
+One background task commits: while one transaction is in flight the next batch fills, so under
+load a commit carries many rows (RELIABILITY.md D3: ~13k single-row commits/s vs ~340k rows/s
+in 50-row batches). Rows are ``INSERT OR IGNORE`` on the request id: a retried batch or a
+replayed journal never duplicates (SQLite WAL, ``synchronous=NORMAL``: committed transactions
+survive a process kill). A small batch waits ``WATCHLLM_USAGE_LINGER_TURNS`` event-loop turns
+(default 1) for the answers finishing in the same turn. A batch that cannot be committed is
+retried with back-off in journal mode (its rows were acknowledged and stay in the journal); in
+commit mode its waiters get the error. (Tried and dropped: committing on the event-loop thread
+with a second sqlite3 connection, ~15 KB of WAL per row; checkpoints in a thread of their own,
+which never let the WAL restart under continuous writes: 460 MB in 40 s.)
+
+``close()`` (server shutdown, after draining) commits everything still queued and deletes the
+journal segment.
 
 Retention: ``WATCHLLM_USAGE_RETENTION_DAYS`` (unset or 0: keep forever) enables a purge
 task that deletes older rows every ``WATCHLLM_USAGE_PURGE_INTERVAL_S`` (default 3600 s),
@@ -26,9 +33,9 @@ in small transactions so it never holds the write lock for long. The core config
 section for it yet, hence the environment variables.
 
 Metrics: ``queue_depth``, ``listeners`` (called after every commit with
-``(rows, flush_seconds, queue_depth)``) and ``waiters`` (called per record with its
-commit wait in seconds) let the metrics middleware export them without this module
-importing prometheus.
+``(rows, flush_seconds, queue_depth)``) and ``waiters`` (called per record with the seconds it
+waited: the journal write, or the commit) let the metrics middleware export them without this
+module importing prometheus.
 """
 from __future__ import annotations
 
@@ -37,11 +44,14 @@ import logging
 import os
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import orjson
 
-__all__ = ["UsageWriter", "usage_row", "retention_from_env"]
+from .usage_journal import SEGMENT_BYTES, UsageJournal, journal_dir, replay_journal
+
+__all__ = ["UsageWriter", "usage_row", "retention_from_env", "ack_from_env"]
 
 log = logging.getLogger("watchllm.usage")
 
@@ -49,6 +59,9 @@ FlushListener = Callable[[int, float, int], None]
 CAPTURE_LIMIT = 32 * 1024  # characters of prompt/completion text kept when capture is on
 LINGER_TURNS = int(os.environ.get("WATCHLLM_USAGE_LINGER_TURNS", "1"))  # event-loop turns a small batch waits
 LINGER_ROWS = 16            # ... unless it already has this many rows
+ACK_MODES = ("journal", "commit")
+SETTLE_TIMEOUT_S = 5.0      # journal mode: how long a read of the usage table waits for acknowledged rows
+RETRY_PAUSE_S = 1.0         # journal mode: pause before committing a failed batch again
 
 
 def retention_from_env(environ: dict[str, str] | None = None) -> tuple[float | None, float]:
@@ -63,6 +76,15 @@ def retention_from_env(environ: dict[str, str] | None = None) -> tuple[float | N
     except ValueError:
         raise ValueError(f"WATCHLLM_USAGE_RETENTION_DAYS must be a number of days, got {raw!r}") from None
     return (days * 86400 if days > 0 else None), interval
+
+
+def ack_from_env(environ: dict[str, str] | None = None) -> str:
+    """``WATCHLLM_USAGE_ACK``: ``journal`` (default) or ``commit`` (see the module doc)."""
+    env = os.environ if environ is None else environ
+    mode = (env.get("WATCHLLM_USAGE_ACK") or "journal").strip().lower()
+    if mode not in ACK_MODES:
+        raise ValueError(f"WATCHLLM_USAGE_ACK must be one of {', '.join(ACK_MODES)}, got {mode!r}")
+    return mode
 
 
 def _captured_text(call: Any, outcome: Any) -> tuple[str | None, str | None]:
@@ -110,6 +132,7 @@ class UsageWriter:
     def __init__(
         self, store: Any, *, max_batch: int = 1000, retention_s: float | None = None,
         purge_interval_s: float | None = None, retry_delays: Sequence[float] = (0.05, 0.2, 1.0),
+        ack: str | None = None, journal_segment_bytes: int = SEGMENT_BYTES,
     ) -> None:
         env_retention, env_interval = retention_from_env()
         self.store = store
@@ -117,18 +140,29 @@ class UsageWriter:
         self.retention_s = retention_s if retention_s is not None else env_retention
         self.purge_interval_s = purge_interval_s if purge_interval_s is not None else env_interval
         self.retry_delays = tuple(retry_delays)
+        path = getattr(store, "path", None)
+        in_memory = not path or path == ":memory:"
+        self.ack = "commit" if in_memory else (ack or ack_from_env())
+        self.journal = UsageJournal(journal_dir(path), segment_bytes=journal_segment_bytes) if self.ack == "journal" else None
         self.listeners: list[FlushListener] = []
         self.waiters: list[Callable[[float], None]] = []
-        self._queue: deque[tuple[tuple[Any, ...], asyncio.Future[None]]] = deque()
+        # (sequence number, row, future of a waiter in commit mode or None for a journalled row)
+        self._queue: deque[tuple[int, tuple[Any, ...], asyncio.Future[None] | None]] = deque()
+        self._seq = 0        # rows recorded so far
+        self._done = 0       # every row up to this sequence number is committed (or, in commit mode, failed)
+        self._flushers: list[tuple[int, asyncio.Future[None]]] = []
+        self._rotated: list[tuple[int, Path]] = []  # journal segments to delete once their last row is committed
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._left_in_journal = False
         # counters for tests, logs and /metrics
         self.committed = 0
         self.commits = 0
         self.failures = 0
         self.purged = 0
+        self.replayed = 0
         self.last_flush_s = 0.0
 
     @property
@@ -136,32 +170,58 @@ class UsageWriter:
         return len(self._queue)
 
     async def start(self) -> None:
+        if self.journal is not None:
+            self.replayed = await replay_journal(self.store, self.journal.directory)
+            self.journal.open()
+            self.store.usage.settle = self._settle
         self._task = asyncio.create_task(self._run(), name="usage-writer")
         if self.retention_s:
             self._purge_task = asyncio.create_task(self._purge_loop(), name="usage-purge")
 
     async def record(self, call: Any, outcome: Any) -> None:
-        """Queue the row and return once it is committed (raises if it could not be)."""
+        """Make the row durable (journal or commit, see the module doc); raises if it could not be."""
         row = usage_row(call, outcome)
         if self._task is None or self._task.done():
             await self._commit([row])  # not started or already closed: write it directly
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         t0 = time.perf_counter()
-        self._queue.append((row, fut))
+        fut: asyncio.Future[None] | None = None
+        if self.journal is not None:
+            try:
+                self.journal.append(row)
+            except OSError as exc:  # disk full, I/O error: this row (and the rest) waits for its commit
+                log.error("usage journal: write failed (%s); acknowledging after the commit from now on", exc)
+                self._journal_failed()
+                fut = asyncio.get_running_loop().create_future()
+        else:
+            fut = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        self._queue.append((self._seq, row, fut))
         self._wake.set()
-        await fut
+        if fut is not None:
+            await fut
         if self.waiters:
             wait = time.perf_counter() - t0
             for fn in self.waiters:
                 fn(wait)
 
-    async def flush(self) -> None:
-        """Wait until everything queued so far is committed."""
-        if not self._queue:
-            return
-        _, last = self._queue[-1]
-        await asyncio.wait({last})
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every row recorded so far is committed; False if ``timeout`` ran out first."""
+        target = self._seq
+        if self._done >= target or self._task is None or self._task.done():
+            return self._done >= target
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flushers.append((target, fut))
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _settle(self) -> None:
+        """Before a read of the usage table: the rows already acknowledged, committed (bounded wait)."""
+        if not await self.flush(timeout=SETTLE_TIMEOUT_S):
+            log.warning("usage: a read went ahead with rows not yet committed (the database is failing)")
 
     async def close(self) -> None:
         """Commit everything still queued, then stop. Safe to call twice."""
@@ -175,7 +235,20 @@ class UsageWriter:
             await self._task
         if self._queue:  # records queued after the loop ended
             await self._drain()
-        log.info("usage writer closed: %d rows in %d commits, %d failed", self.committed, self.commits, self.failures)
+        if self.journal is not None:
+            self.journal.close(delete=not self._left_in_journal)
+        if self.store.usage.settle == self._settle:
+            self.store.usage.settle = None
+        log.info("usage writer closed: %d rows in %d commits, %d failed%s", self.committed, self.commits, self.failures,
+                 "; uncommitted rows stay in the journal for the next start" if self._left_in_journal else "")
+
+    def _journal_failed(self) -> None:
+        """Stop journalling: rows already in the file stay there until committed (close keeps it)."""
+        self._left_in_journal = True
+        self.ack = "commit"
+        journal, self.journal = self.journal, None
+        if journal is not None:
+            journal.close(delete=False)
 
     # the single writer -----------------------------------------------------------
     async def _run(self) -> None:
@@ -194,20 +267,23 @@ class UsageWriter:
 
     async def _drain(self, *, once: bool = False) -> None:
         while self._queue:
+            self._maybe_rotate()
             batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
             t0 = time.perf_counter()
             try:
-                await self._commit([row for row, _ in batch])
-            except Exception as exc:  # the rows are not durable: tell each waiter
+                await self._commit([row for _, row, _ in batch])
+            except Exception as exc:
                 self.failures += len(batch)
-                log.error("usage: %d rows could not be committed: %s", len(batch), exc)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                outcome = self._failed(batch, exc)
+                if outcome == "closing":
+                    return  # the journal keeps the rows
+                if outcome == "retry":
+                    await asyncio.sleep(RETRY_PAUSE_S)
             else:
-                for _, fut in batch:
-                    if not fut.done():
+                for _, _, fut in batch:
+                    if fut is not None and not fut.done():
                         fut.set_result(None)
+                self._advance(batch[-1][0])
             self.last_flush_s = time.perf_counter() - t0
             for fn in self.listeners:
                 try:
@@ -216,6 +292,60 @@ class UsageWriter:
                     log.exception("usage flush listener failed")
             if once:
                 return
+
+    def _failed(self, batch: list[tuple[int, tuple[Any, ...], asyncio.Future[None] | None]], exc: Exception) -> str | None:
+        """A batch could not be committed. Waiters (commit mode) get the error; journalled rows were
+        acknowledged, so they go back to the front of the queue (and stay in the journal): "retry",
+        or "closing" when the writer stops and leaves them to the next start's replay."""
+        journalled = [e for e in batch if e[2] is None]
+        for _, _, fut in batch:
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+        if not journalled:
+            log.error("usage: %d rows could not be committed: %s", len(batch), exc)
+            self._advance(batch[-1][0])
+            return None
+        if self._closing:
+            log.error("usage: %d journalled rows could not be committed (%s); the next start replays them",
+                      len(journalled), exc)
+            self._left_in_journal = True
+            self._queue.clear()
+            return "closing"
+        log.error("usage: %d journalled rows could not be committed (%s); retrying", len(journalled), exc)
+        self._queue.extendleft(reversed(journalled))
+        return "retry"
+
+    def _advance(self, seq: int) -> None:
+        self._done = max(self._done, seq)
+        if self._rotated and self._rotated[0][0] <= self._done:
+            keep = []
+            for last, path in self._rotated:
+                if last <= self._done:
+                    path.unlink(missing_ok=True)
+                else:
+                    keep.append((last, path))
+            self._rotated = keep
+        if self._flushers:
+            waiting = []
+            for target, fut in self._flushers:
+                if target <= self._done:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    waiting.append((target, fut))
+            self._flushers = waiting
+
+    def _maybe_rotate(self) -> None:
+        """A full segment is swapped for a new one; every row in it is queued or committed by now."""
+        if self.journal is None or not self.journal.full():
+            return
+        try:
+            old = self.journal.rotate()
+        except OSError as exc:
+            log.error("usage journal: cannot start a new segment (%s); the current one keeps growing", exc)
+            return
+        if old is not None:
+            self._rotated.append((self._seq, old))
 
     async def _commit(self, rows: list[tuple[Any, ...]]) -> None:
         delays = iter(self.retry_delays)

@@ -11,7 +11,7 @@ commits behind it on the main connection's thread.
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 import aiosqlite
 
@@ -93,6 +93,15 @@ def usage_filter(
 
 @repository("usage")
 class UsageRepo(Repository):
+    # Set by the usage writer (gateway/usage.py) while it runs: waits (bounded) until every row a
+    # client was already answered for is committed, so reads see them (journal mode acknowledges
+    # before the commit).
+    settle: Callable[[], Awaitable[Any]] | None = None
+
+    async def _settled(self) -> None:
+        if self.settle is not None:
+            await self.settle()
+
     async def insert_many(self, rows: Sequence[Sequence[Any]]) -> None:
         """Commit ``rows`` (tuples in ``COLUMNS`` order) in one transaction."""
         if not rows:
@@ -106,6 +115,7 @@ class UsageRepo(Repository):
 
     async def spend_between(self, scope: str, ident: str, start: float, end: float) -> int:
         """Sum of ``cost_micros`` for one budget scope (project | key | team) in [start, end)."""
+        await self._settled()
         where = _SPEND_SCOPES[scope]
         row = await self.store.fetchone(
             f"SELECT COALESCE(SUM(cost_micros), 0) FROM usage WHERE {where} AND created_at >= ? AND created_at < ?",  # nosec B608 - fixed fragment
@@ -125,20 +135,24 @@ class UsageRepo(Repository):
                 return total
 
     async def get(self, request_id: str, *, org_id: str) -> dict[str, Any] | None:
+        await self._settled()
         row = await self.store.fetchone(f"SELECT * FROM usage WHERE id = ? AND project_id IN ({ORG_PROJECTS})", (request_id, org_id))
         return dict(row) if row else None
 
     async def list(self, f: Filter, *, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+        await self._settled()
         rows = await self.store.fetchall(
             f"SELECT * FROM usage WHERE {f.sql} ORDER BY created_at DESC, id LIMIT ? OFFSET ?", (*f.params, limit, offset)
         )
         return [dict(r) for r in rows]
 
     async def count(self, f: Filter) -> int:
+        await self._settled()
         row = await self.store.fetchone(f"SELECT COUNT(*) FROM usage WHERE {f.sql}", f.params)
         return int(row[0]) if row else 0
 
     async def summary(self, f: Filter) -> dict[str, Any]:
+        await self._settled()
         row = await self.store.fetchone(
             "SELECT COUNT(*) AS requests, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, "
             "COALESCE(SUM(completion_tokens), 0) AS completion_tokens, COALESCE(SUM(cost_micros), 0) AS cost_micros, "
@@ -149,6 +163,7 @@ class UsageRepo(Repository):
         return dict(row) if row else {}
 
     async def by_model(self, f: Filter, *, limit: int = 20) -> list[dict[str, Any]]:
+        await self._settled()
         rows = await self.store.fetchall(
             "SELECT COALESCE(model_requested, '') AS model, COUNT(*) AS requests, SUM(prompt_tokens) AS prompt_tokens, "
             "SUM(completion_tokens) AS completion_tokens, SUM(cost_micros) AS cost_micros, "
@@ -159,6 +174,7 @@ class UsageRepo(Repository):
 
     async def series(self, f: Filter, *, interval_s: int, group_by: str | None = None) -> list[dict[str, Any]]:
         """Buckets of ``interval_s`` seconds (aligned to the epoch, UTC), optionally per model/provider/project."""
+        await self._settled()
         group_sql = {"model": "model_requested", "provider": "provider", "project": "project_id", "status": "status"}.get(group_by or "")
         key = f", {group_sql} AS grp" if group_sql else ", NULL AS grp"
         rows = await self.store.fetchall(
@@ -173,6 +189,7 @@ class UsageRepo(Repository):
 
     async def latencies(self, f: Filter, *, limit: int = 100_000) -> list[float]:
         """Latencies of a window, sorted, for percentiles (bounded by ``limit``, most recent first)."""
+        await self._settled()
         rows = await self.store.fetchall(
             f"SELECT latency_ms FROM usage WHERE {f.sql} AND latency_ms IS NOT NULL ORDER BY created_at DESC LIMIT ?",
             (*f.params, limit),
@@ -181,6 +198,7 @@ class UsageRepo(Repository):
 
     async def iter_rows(self, f: Filter, columns: Iterable[str] = COLUMNS, *, batch: int = 2000) -> AsyncIterator[tuple[Any, ...]]:
         """Yield rows oldest first, ``batch`` at a time, from a separate read-only connection."""
+        await self._settled()
         cols = [c for c in columns if c in COLUMNS]
         sql = f"SELECT {', '.join(cols)} FROM usage WHERE {f.sql} ORDER BY created_at, id"
         if self.store.path == ":memory:":  # one connection only: read through it

@@ -87,7 +87,7 @@ class Metrics:
         self.usage_queue = Gauge("watchllm_usage_queue_depth", "Usage rows waiting for their group commit", registry=r, **gauge)
         self.usage_flush = Histogram("watchllm_usage_flush_seconds", "Duration of one usage group commit", buckets=FLUSH_BUCKETS, registry=r)
         self.usage_batch = Histogram("watchllm_usage_batch_rows", "Rows per usage group commit", buckets=BATCH_BUCKETS, registry=r)
-        self.usage_wait = Histogram("watchllm_usage_commit_wait_seconds", "Time a request waited for its usage row's commit",
+        self.usage_wait = Histogram("watchllm_usage_commit_wait_seconds", "Time a request waited for its usage row to be durable (journal write, or the commit with WATCHLLM_USAGE_ACK=commit)",
                                     buckets=FLUSH_BUCKETS, registry=r)
         self.circuit = Gauge("watchllm_provider_circuit_state", "Circuit breaker per target: 0 closed, 1 half-open, 2 open",
                              ["target"], registry=r, multiprocess_mode="max")

@@ -12,7 +12,7 @@ import urllib.request
 import openai
 import pytest
 
-from tests.fixtures.gateway import base_config
+from tests.fixtures.gateway import base_config, files_at_rest
 
 ADMIN = {"WATCHLLM_ADMIN_EMAIL": "ops@example.com", "WATCHLLM_ADMIN_PASSWORD": "a long enough password", "WATCHLLM_SCRYPT_N": "1024"}
 TTL = 0.5
@@ -72,7 +72,7 @@ def test_create_use_revoke_across_two_processes(two_gateways, tmp_path):
     assert time.monotonic() - revoked <= TTL + 0.5
 
     # no plaintext at rest, nor in either process's log
-    raw = b"".join(p.read_bytes() for p in tmp_path.glob("watchllm.db*"))
+    raw = files_at_rest(tmp_path)
     secret = key.rsplit("_", 1)[1]
     assert secret.encode() not in raw
     assert secret not in a.log() and secret not in b.log()

@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 
 from tests.fixtures.gateway import base_config
-from tests.integration.test_usage_durability import _load
+from tests.integration.test_usage_durability import _load, _replay
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,8 @@ def test_ten_random_kill_points_on_one_database(gateway_factory, tmp_path):
         gw.proc.wait(10)
         assert gw.proc.returncode == -signal.SIGKILL
         acked_all |= acked
-        with sqlite3.connect(db_path) as db:  # opening replays the WAL, as the next start does
+        asyncio.run(_replay(db_path))  # what the next start does first: the usage journal, then the WAL
+        with sqlite3.connect(db_path) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             total, distinct = db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM usage").fetchone()
             ids = {r[0] for r in db.execute("SELECT id FROM usage")}

@@ -6,7 +6,7 @@ import time
 
 import openai
 
-from tests.fixtures.gateway import base_config
+from tests.fixtures.gateway import base_config, files_at_rest
 
 
 def test_findings_are_stored_as_event_rows_without_values(gateway_factory, tmp_path):
@@ -27,5 +27,5 @@ def test_findings_are_stored_as_event_rows_without_values(gateway_factory, tmp_p
     assert sorted(r[2] for r in rows) == ["email", "phone"]
     assert {r[0] for r in rows} == {rid} and {r[3] for r in rows} == {"mask"}
     gw.stop()
-    blob = b"".join(p.read_bytes() for p in tmp_path.glob("watchllm.db*"))
+    blob = files_at_rest(tmp_path)
     assert b"jane.doe@example.com" not in blob and b"4155552671" not in blob

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import shutil
 import sqlite3
 import subprocess
@@ -61,11 +62,16 @@ def _promtool(text: str) -> None:
 def test_live_metrics_pass_promtool_and_match_the_traffic_and_the_store(gateway_factory, tmp_path: Path):
     gw = gateway_factory(base_config(tmp_path, pipeline=PIPELINE))
     asyncio.run(_traffic(gw.url, n_json=30, n_stream=10, n_fail=5))
-    with urllib.request.urlopen(f"{gw.url}/metrics", timeout=5) as r:
-        assert r.headers["Content-Type"].startswith("text/plain; version=")
-        text = r.read().decode()
+    deadline = time.monotonic() + 5
+    while True:  # usage rows are acknowledged once journalled; their group commits follow within ms
+        with urllib.request.urlopen(f"{gw.url}/metrics", timeout=5) as r:
+            assert r.headers["Content-Type"].startswith("text/plain; version=")
+            text = r.read().decode()
+        m = _samples(text)
+        if _sum(m, "watchllm_usage_batch_rows_sum") >= 45 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     _promtool(text)
-    m = _samples(text)
     assert _sum(m, "watchllm_requests_total") == 45
     assert _sum(m, "watchllm_requests_total", status="200", model="mock", provider="mock", cache="none") == 40
     assert _sum(m, "watchllm_requests_total", status="400") == 5
@@ -91,6 +97,7 @@ async def test_cost_counter_equals_the_stores_cost_sum(aiohttp_client, tmp_path:
     text = await (await client.get("/metrics")).text()
     m = _samples(text)
     store = client.app[SERVICES].store
+    assert await client.app[SERVICES].usage.flush(timeout=5)  # acknowledged rows are committed within ms
     requests, cost_micros = await store.fetchone("SELECT COUNT(*), SUM(cost_micros) FROM usage")
     assert requests == 58 == _sum(m, "watchllm_requests_total")
     assert cost_micros > 0

@@ -1,8 +1,9 @@
 """Usage durability against a real gateway process (RELIABILITY.md D1/D2).
 
 An *acknowledged* request is one whose response the client received completely: the
-whole JSON body, or ``data: [DONE]`` for a stream. The gateway commits the usage row
-before that last byte, so:
+whole JSON body, or ``data: [DONE]`` for a stream. The gateway makes the usage row durable
+before that last byte (by default in its usage journal, committed to SQLite right after;
+with ``WATCHLLM_USAGE_ACK=commit`` in SQLite itself), so:
 
 * ``kill -9`` at any point under load: every acknowledged request has its row;
 * SIGTERM under load: in-flight requests drain and every one of them has its row, and
@@ -72,8 +73,23 @@ async def _load(url: str, *, stop_after: int, act, stream_headers: dict[str, str
     return acked, failures
 
 
+async def _replay(db_path: Path) -> int:
+    from gateway.store import Store
+    from gateway.usage_journal import journal_dir, replay_journal
+
+    store = await Store(f"sqlite:///{db_path}").open()
+    try:
+        return await replay_journal(store, journal_dir(db_path))
+    finally:
+        await store.close()
+
+
 def _rows(db_path: Path) -> set[str]:
-    db = sqlite3.connect(db_path)  # opening replays the WAL, as the next gateway start would
+    """The usage rows as the next gateway start sees them: its journal replayed, its WAL applied."""
+    replayed = asyncio.run(_replay(db_path))
+    if replayed:
+        print(f"  replayed {replayed} journalled rows")
+    db = sqlite3.connect(db_path)
     try:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         return {r[0] for r in db.execute("SELECT id FROM usage")}
@@ -83,10 +99,10 @@ def _rows(db_path: Path) -> set[str]:
 
 def test_kill_9_under_load_loses_no_acknowledged_usage_row(gateway_factory, tmp_path: Path):
     started = time.monotonic()
-    for trial, kill_after in enumerate((150, 600, 1200)):
+    for trial, (kill_after, ack) in enumerate(((150, "journal"), (600, "commit"), (1200, "journal"))):
         workdir = tmp_path / f"t{trial}"
         workdir.mkdir()
-        gw = gateway_factory(base_config(workdir), name=f"kill{trial}")
+        gw = gateway_factory(base_config(workdir), name=f"kill{trial}", env={"WATCHLLM_USAGE_ACK": ack})
         pid = gw.proc.pid
         acked, _ = asyncio.run(_load(gw.url, stop_after=kill_after, act=lambda: os.kill(pid, signal.SIGKILL)))
         gw.proc.wait(10)
@@ -95,7 +111,7 @@ def test_kill_9_under_load_loses_no_acknowledged_usage_row(gateway_factory, tmp_
         lost = acked - rows
         assert len(acked) >= kill_after
         assert not lost, f"trial {trial}: {len(lost)} of {len(acked)} acknowledged requests have no usage row"
-        print(f"kill -9 trial {trial}: acked={len(acked)} rows={len(rows)} (rows without ack: {len(rows - acked)})")
+        print(f"kill -9 trial {trial} ({ack}): acked={len(acked)} rows={len(rows)} (rows without ack: {len(rows - acked)})")
     assert time.monotonic() - started < 60
 
 

@@ -1,7 +1,9 @@
-"""UsageWriter: group commit, durability before return, idempotence, flush on close, retention."""
+"""UsageWriter: durable before return (journal or commit), group commit, idempotence, journal replay
+after a crash, flush on close, retention."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from gateway.errors import GatewayError
 from gateway.reply import Outcome
 from gateway.store import Store
 from gateway.testing import make_call
-from gateway.usage import UsageWriter, retention_from_env
+from gateway import usage as usage_mod
+from gateway.usage import UsageWriter, ack_from_env, retention_from_env
+from gateway.usage_journal import UsageJournal, journal_dir, replay_journal
 
 
 @pytest.fixture
@@ -37,8 +41,17 @@ async def _count(store: Store) -> int:
     return (await store.fetchone("SELECT COUNT(*) FROM usage"))[0]
 
 
-async def test_concurrent_records_share_commits_and_are_durable_on_return(store):
-    writer = UsageWriter(store)
+def _segments(store: Store) -> list[Path]:
+    return sorted(journal_dir(store.path).glob("seg-*.jsonl"))
+
+
+def _journalled_ids(store: Store) -> set[str]:
+    import orjson
+    return {orjson.loads(line)[0] for seg in _segments(store) for line in seg.read_bytes().splitlines()}
+
+
+async def test_commit_mode_rows_share_commits_and_are_committed_on_return(store):
+    writer = UsageWriter(store, ack="commit")
     await writer.start()
     calls = [_call(i) for i in range(500)]
 
@@ -59,25 +72,47 @@ async def test_concurrent_records_share_commits_and_are_durable_on_return(store)
     await writer.close()
 
 
-async def test_same_request_id_twice_is_one_row(store):
+async def test_journal_mode_row_is_in_the_journal_on_return_and_committed_in_batches(store):
     writer = UsageWriter(store)
+    assert writer.ack == "journal"
+    await writer.start()
+    calls = [_call(i) for i in range(500)]
+
+    async def one(c):
+        await writer.record(c, _ok())
+        assert c.id in _journalled_ids(store)  # durable on return: in the file a restart replays
+
+    await asyncio.gather(*(one(c) for c in calls))
+    assert await writer.flush(timeout=5)
+    assert await _count(store) == 500
+    assert writer.commits < 100, f"group commit expected, got {writer.commits} commits for 500 rows"
+    await writer.close()
+    assert _segments(store) == []  # every row committed: nothing left to replay
+
+
+@pytest.mark.parametrize("ack", ["journal", "commit"])
+async def test_same_request_id_twice_is_one_row(store, ack):
+    writer = UsageWriter(store, ack=ack)
     await writer.start()
     c = _call()
     await writer.record(c, _ok(cost=1))
     await writer.record(c, _ok(cost=2))
+    await writer.flush()
     assert await _count(store) == 1
     assert (await store.fetchone("SELECT cost_micros FROM usage"))[0] == 1
     await writer.close()
 
 
-async def test_close_commits_everything_still_queued(store):
-    writer = UsageWriter(store)
+@pytest.mark.parametrize("ack", ["journal", "commit"])
+async def test_close_commits_everything_still_queued(store, ack):
+    writer = UsageWriter(store, ack=ack)
     await writer.start()
     tasks = [asyncio.ensure_future(writer.record(_call(i), _ok())) for i in range(300)]
     await asyncio.sleep(0)  # queued, not yet committed
     await writer.close()
     await asyncio.gather(*tasks)
     assert await _count(store) == 300
+    assert _segments(store) == []
     # a record after close is written directly, not lost
     await writer.record(_call(999), _ok())
     assert await _count(store) == 301
@@ -89,13 +124,14 @@ async def test_error_outcome_records_code_and_dlp_counts(store):
     c = _call()
     c.facts.dlp_findings = {"email": 2}
     await writer.record(c, Outcome(status=429, ended="error", error=GatewayError("rate_limit_exceeded", "slow down")))
+    await writer.flush()
     row = dict(await store.fetchone("SELECT * FROM usage"))
     assert row["status"] == 429 and row["error_code"] == "rate_limit_exceeded" and row["dlp_findings"] == '{"email":2}'
     await writer.close()
 
 
-async def test_failed_commit_is_retried_then_reported_to_the_waiter(store):
-    writer = UsageWriter(store, retry_delays=(0.001, 0.001))
+async def test_commit_mode_failed_commit_is_retried_then_reported_to_the_waiter(store):
+    writer = UsageWriter(store, retry_delays=(0.001, 0.001), ack="commit")
     await writer.start()
     real = store.usage.insert_many
     fails = {"n": 2}
@@ -124,6 +160,7 @@ async def test_purge_deletes_only_rows_past_retention(store):
     await writer.start()
     await writer.record(old, _ok())
     await writer.record(new, _ok())
+    await writer.flush()
     assert await writer.purge_once() == 1
     assert [r[0] for r in await store.fetchall("SELECT id FROM usage")] == [new.id]
     await writer.close()
@@ -135,3 +172,113 @@ def test_retention_env_parsing():
     assert retention_from_env({"WATCHLLM_USAGE_RETENTION_DAYS": "0", "WATCHLLM_USAGE_PURGE_INTERVAL_S": "60"}) == (None, 60.0)
     with pytest.raises(ValueError):
         retention_from_env({"WATCHLLM_USAGE_RETENTION_DAYS": "thirty"})
+
+
+async def test_journal_mode_keeps_acknowledged_rows_through_a_failing_database(store, monkeypatch):
+    monkeypatch.setattr(usage_mod, "RETRY_PAUSE_S", 0.01)
+    writer = UsageWriter(store, retry_delays=(0.001,))
+    await writer.start()
+    real = store.usage.insert_many
+    down = {"on": True}
+
+    async def broken(rows):
+        if down["on"]:
+            raise RuntimeError("disk I/O error")
+        await real(rows)
+
+    store.usage.insert_many = broken
+    calls = [_call(i) for i in range(20)]
+    for c in calls:
+        await writer.record(c, _ok())  # acknowledged: in the journal
+    assert await writer.flush(timeout=0.1) is False  # not committed while the database fails
+    assert writer.failures > 0 and {c.id for c in calls} <= _journalled_ids(store)
+    down["on"] = False
+    assert await writer.flush(timeout=5)
+    assert await _count(store) == 20
+    store.usage.insert_many = real
+    await writer.close()
+    assert _segments(store) == []
+
+
+async def test_rows_left_in_the_journal_by_a_dead_process_are_replayed_once(store):
+    # A process that journalled three rows and died before committing them (one line torn by the kill).
+    dead = UsageJournal(journal_dir(store.path))
+    dead.open()
+    from gateway.usage import usage_row
+    rows = [usage_row(_call(i), _ok()) for i in range(3)]
+    for row in rows:
+        dead.append(row)
+    os.write(dead._fd, b'["torn-row", "proj')  # the kill came inside write(): never acknowledged
+    # A live writer's segment is not touched while its process holds it.
+    assert await replay_journal(store, journal_dir(store.path)) == 0
+    dead.close(delete=False)  # the process is gone: its lock with it
+
+    writer = UsageWriter(store)
+    await writer.start()  # replays before serving
+    assert writer.replayed == 3
+    ids = {r[0] for r in await store.fetchall("SELECT id FROM usage")}
+    assert ids == {row[0] for row in rows}
+    await writer.record(_call(7), _ok())
+    await writer.close()
+    again = UsageWriter(store)
+    await again.start()
+    assert again.replayed == 0 and await _count(store) == 4
+    await again.close()
+    assert _segments(store) == []
+
+
+async def test_full_segments_are_rotated_and_deleted_once_committed(store):
+    writer = UsageWriter(store, journal_segment_bytes=4096)
+    await writer.start()
+    for i in range(200):
+        await writer.record(_call(i), _ok())
+        if i % 10 == 0:
+            await asyncio.sleep(0)
+    assert await writer.flush(timeout=5)
+    await writer.record(_call(1000), _ok())  # the next batch rotates the (full) segment
+    assert await writer.flush(timeout=5)
+    assert len(_segments(store)) == 1, "committed segments are deleted; only the live one is left"
+    assert await _count(store) == 201
+    await writer.close()
+
+
+async def test_closing_with_the_database_down_leaves_rows_for_the_next_start(store, monkeypatch):
+    monkeypatch.setattr(usage_mod, "RETRY_PAUSE_S", 0.01)
+    writer = UsageWriter(store, retry_delays=(0.001,))
+    await writer.start()
+    real = store.usage.insert_many
+
+    async def broken(rows):
+        raise RuntimeError("disk I/O error")
+
+    store.usage.insert_many = broken
+    calls = [_call(i) for i in range(5)]
+    for c in calls:
+        await writer.record(c, _ok())
+    await writer.close()
+    assert len(_segments(store)) == 1
+    store.usage.insert_many = real
+    nxt = UsageWriter(store)
+    await nxt.start()
+    assert nxt.replayed == 5 and await _count(store) == 5
+    await nxt.close()
+
+
+async def test_memory_store_acknowledges_after_the_commit():
+    s = await Store("sqlite:///:memory:").open()
+    try:
+        writer = UsageWriter(s)
+        assert writer.ack == "commit" and writer.journal is None
+        await writer.start()
+        await writer.record(_call(), _ok())
+        assert await _count(s) == 1
+        await writer.close()
+    finally:
+        await s.close()
+
+
+def test_ack_env_parsing():
+    assert ack_from_env({}) == "journal"
+    assert ack_from_env({"WATCHLLM_USAGE_ACK": "Commit"}) == "commit"
+    with pytest.raises(ValueError):
+        ack_from_env({"WATCHLLM_USAGE_ACK": "later"})
