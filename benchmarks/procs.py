@@ -19,10 +19,13 @@ from typing import Sequence
 
 import psutil
 
-__all__ = ["ROOT", "PYTHON", "free_port", "can_pin", "Proc", "tree_rss_mb", "tree_cpu_s"]
+__all__ = ["ROOT", "PYTHON", "CORE_GW", "CORE_LOAD", "free_port", "can_pin", "Proc", "tree_rss_mb", "tree_cpu_s"]
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+
+CORE_GW = "1"      # the server under test
+CORE_LOAD = "0"    # load generator, mock upstream, redis
 
 
 def free_port() -> int:

@@ -19,7 +19,9 @@ from typing import Any
 
 import orjson
 
-__all__ = ["derive", "markdown", "plot", "write_outputs"]
+__all__ = ["RESULTS", "derive", "markdown", "plot", "write_outputs"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _get(row: dict[str, Any] | None, *path: str) -> Any:

@@ -29,8 +29,10 @@ from typing import Any
 import orjson
 
 from . import loadgen
-from .procs import PYTHON, ROOT, Proc, can_pin, free_port
-from .run import CORE_GW, CORE_LOAD, RESULTS, body_for, load_pipelines, middleware_missing, pipeline_entries, seed_key, write_config
+from .gateway_setup import load_pipelines, middleware_missing, pipeline_entries, seed_key, write_config
+from .procs import CORE_GW, CORE_LOAD, PYTHON, ROOT, Proc, can_pin, free_port
+from .report import RESULTS
+from .scenarios import body_for
 
 RSS_LIMIT_MB = 250.0
 FLAT_TOLERANCE = 0.10

@@ -1,0 +1,102 @@
+"""Benchmark scenarios: what each one measures and how long, which ones a run selects, and the request bodies they send."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .loadgen import BodySource, chat_body
+
+
+@dataclass
+class Durations:
+    closed: float
+    open: float
+    stream: float
+    warmup: float
+    concurrency: int = 64
+    stream_rate: float = 100.0
+    chunk_delay_ms: float = 2.0
+    chunks: int = 8
+
+    @classmethod
+    def quick(cls) -> "Durations":
+        return cls(closed=3, open=3, stream=2, warmup=0.5)
+
+    @classmethod
+    def full(cls) -> "Durations":
+        return cls(closed=10, open=10, stream=6, warmup=2)
+
+
+@dataclass
+class Scenario:
+    name: str
+    group: str
+    description: str
+    target: str = "gateway"             # direct | passthrough | gateway
+    pipeline: str | None = None         # a name in configs/pipelines.yaml (or a minus-variant, see below)
+    closed: bool = True
+    open: bool = True
+    stream: bool = False
+    body: str = "fixed"                 # fixed | unique (defeats exact caches) | paraphrase (semantic hits)
+    state: str = "memory"               # memory | redis
+    store: str = "file"                 # file | memory (sqlite:///:memory:)
+    workers: int = 1
+    pinned: bool = True
+    bracket: bool = False               # measure the pass-through right before and after (noise control)
+    quick: bool = True                  # part of --quick
+    drop: str | None = None             # "full minus X": the middleware left out
+    prime: bool = False                 # send the cacheable body once before measuring
+
+
+def scenarios() -> list[Scenario]:
+    out = [
+        Scenario("direct", "core", "load generator → mock upstream (no proxy)", target="direct", stream=True),
+        Scenario("passthrough", "core", "bare aiohttp pass-through proxy (the ceiling)", target="passthrough", stream=True),
+        Scenario("router", "core", "gateway, pipeline [router]", pipeline="router", stream=True, body="unique"),
+        Scenario("full_miss", "core", "full chain, cache miss: metrics, auth, ratelimit, budget, dlp, router",
+                 pipeline="full", stream=True, body="unique", bracket=True),
+        Scenario("router_memstore", "core", "gateway [router], store sqlite :memory: (usage rows not on disk)",
+                 pipeline="router", body="unique", store="memory", quick=False),
+        Scenario("exact_hit", "cache", "exact cache hit: [semantic_cache(exact), router], same prompt",
+                 pipeline="exact_cache", prime=True, bracket=True),
+        Scenario("full_exact_hit", "cache", "full chain + exact cache hit", pipeline="full_exact_cache", prime=True, open=False),
+        Scenario("semantic_hit", "cache", "semantic cache hit: paraphrased prompt, embedding + vector search",
+                 pipeline="semantic_cache", body="paraphrase", prime=True),
+        Scenario("redis_state", "state", "full chain, counters on redis-server (state.url redis://)",
+                 pipeline="full", body="unique", state="redis"),
+        Scenario("workers_1", "scale", "full chain, 1 worker, unpinned (all cores shared with the load)",
+                 pipeline="full", body="unique", pinned=False, open=False),
+        Scenario("workers_2", "scale", "full chain, 2 workers (SO_REUSEPORT), unpinned",
+                 pipeline="full", body="unique", pinned=False, open=False, workers=2),
+    ]
+    for mw in ("metrics", "auth", "ratelimit", "budget", "dlp"):
+        out.append(Scenario(f"full_minus_{mw}", "middleware", f"full chain without {mw} (its share = full − this)",
+                            pipeline="full", drop=mw, body="unique", open=False))
+    return out
+
+
+def select(all_sc: list[Scenario], names: list[str] | None, quick: bool) -> list[Scenario]:
+    if names:
+        wanted = set(names)
+        chosen = [s for s in all_sc if s.name in wanted or s.group in wanted]
+        # the references every ratio needs
+        ref = {"direct", "passthrough", "full_miss"}
+        return [s for s in all_sc if s in chosen or s.name in ref]
+    return [s for s in all_sc if s.quick or not quick]
+
+
+# ------------------------------------------------------------------------------------------ bodies
+
+def body_for(kind: str, *, stream: bool = False) -> BodySource:
+    if kind == "unique":
+        return BodySource(chat_body(stream=stream, prompt="Request {n}: summarise the benefits of connection pooling in two sentences."))
+    if kind == "paraphrase":
+        # Differs per request (exact cache misses) but means the same (semantic cache hits).
+        return BodySource(chat_body(stream=stream, prompt="Please summarise the benefits of connection pooling in two sentences, {n}."),
+                          words=True)
+    return BodySource(chat_body(stream=stream))
+
+
+PRIME_BODY = {
+    "fixed": chat_body(),
+    "paraphrase": chat_body(prompt="Please summarise the benefits of connection pooling in two sentences."),
+}
