@@ -6,8 +6,7 @@ successful response (the JSON body, or ``data: [DONE]``). What "durable" means t
 
 * ``journal`` (the default for a database file): ``record`` appends the row to this process's
   usage journal (``gateway/usage_journal.py``: one ``write(2)``, a few microseconds) and returns;
-  the row is committed to SQLite in the background, in batches gathered for up to
-  ``WATCHLLM_USAGE_JOURNAL_LINGER_MS`` (default 50; a ``flush()`` cuts it short). A killed process loses nothing: the next
+  the row is committed to SQLite in the background. A killed process loses nothing: the next
   process to open the store replays the journal. Reads that must see every acknowledged row
   (the admin API, a budget counter re-seeded from the store) call ``flush()`` first.
 * ``commit``: ``record`` waits for the SQLite commit of the batch that holds its row (the
@@ -19,7 +18,9 @@ load a commit carries many rows (RELIABILITY.md D3: ~13k single-row commits/s vs
 in 50-row batches). Rows are ``INSERT OR IGNORE`` on the request id: a retried batch or a
 replayed journal never duplicates (SQLite WAL, ``synchronous=NORMAL``: committed transactions
 survive a process kill). A small batch waits ``WATCHLLM_USAGE_LINGER_TURNS`` event-loop turns
-(default 1) for the answers finishing in the same turn. A batch that cannot be committed is
+(default 1) for the answers finishing in the same turn. (Tried: in journal mode, gathering
+batches for 20–100 ms. CPU per request was the same within noise in ``make bench`` and the
+added p99 worse, 3.1–6.8 ms vs 1.5–2.4 ms: a big batch holds the GIL longer while it is bound.) A batch that cannot be committed is
 retried with back-off in journal mode (its rows were acknowledged and stay in the journal); in
 commit mode its waiters get the error. (Tried and dropped: committing on the event-loop thread
 with a second sqlite3 connection, ~15 KB of WAL per row; checkpoints in a thread of their own,
@@ -41,7 +42,6 @@ module importing prometheus.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -61,8 +61,6 @@ FlushListener = Callable[[int, float, int], None]
 CAPTURE_LIMIT = 32 * 1024  # characters of prompt/completion text kept when capture is on
 LINGER_TURNS = int(os.environ.get("WATCHLLM_USAGE_LINGER_TURNS", "1"))  # event-loop turns a small batch waits
 LINGER_ROWS = 16            # ... unless it already has this many rows
-# journal mode: how long a batch gathers rows (nobody waits for it; a flush() or close() cuts it short)
-JOURNAL_LINGER_S = float(os.environ.get("WATCHLLM_USAGE_JOURNAL_LINGER_MS", "50")) / 1000
 ACK_MODES = ("journal", "commit")
 SETTLE_TIMEOUT_S = 5.0      # journal mode: how long a read of the usage table waits for acknowledged rows
 RETRY_PAUSE_S = 1.0         # journal mode: pause before committing a failed batch again
@@ -157,7 +155,6 @@ class UsageWriter:
         self._flushers: list[tuple[int, asyncio.Future[None]]] = []
         self._rotated: list[tuple[int, Path]] = []  # journal segments to delete once their last row is committed
         self._wake = asyncio.Event()
-        self._hurry = asyncio.Event()  # a reader waits: commit now
         self._task: asyncio.Task[None] | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -217,7 +214,6 @@ class UsageWriter:
             return self._done >= target
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._flushers.append((target, fut))
-        self._hurry.set()
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
         except asyncio.TimeoutError:
@@ -233,7 +229,6 @@ class UsageWriter:
         """Commit everything still queued, then stop. Safe to call twice."""
         self._closing = True
         self._wake.set()
-        self._hurry.set()
         if self._purge_task is not None:
             self._purge_task.cancel()
             await asyncio.gather(self._purge_task, return_exceptions=True)
@@ -266,17 +261,10 @@ class UsageWriter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self.journal is not None and JOURNAL_LINGER_S > 0 and not self._closing:
-                # nobody waits for this commit: gather a bigger batch (fewer, cheaper commits)
-                if len(self._queue) < self.max_batch and not self._flushers:
-                    self._hurry.clear()
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._hurry.wait(), JOURNAL_LINGER_S)
-            else:
-                for _ in range(LINGER_TURNS):  # let this loop turn's other answers join the batch
-                    if len(self._queue) >= LINGER_ROWS or self._closing:
-                        break
-                    await asyncio.sleep(0)
+            for _ in range(LINGER_TURNS):  # let this loop turn's other answers join the batch
+                if len(self._queue) >= LINGER_ROWS or self._closing:
+                    break
+                await asyncio.sleep(0)
             await self._drain(once=True)
 
     async def _drain(self, *, once: bool = False) -> None:

@@ -282,3 +282,13 @@ def test_ack_env_parsing():
     assert ack_from_env({"WATCHLLM_USAGE_ACK": "Commit"}) == "commit"
     with pytest.raises(ValueError):
         ack_from_env({"WATCHLLM_USAGE_ACK": "later"})
+
+
+async def test_a_batch_bigger_than_one_statement_commits_every_row_once(store):
+    from gateway.store.usage import ROWS_PER_STATEMENT
+    from gateway.usage import usage_row
+
+    rows = [usage_row(_call(i), _ok()) for i in range(3 * ROWS_PER_STATEMENT + 5)]
+    await store.usage.insert_many(rows)
+    await store.usage.insert_many(rows[:40])  # replayed rows: ignored, not duplicated
+    assert await _count(store) == len(rows)
