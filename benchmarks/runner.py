@@ -219,7 +219,7 @@ class Bench:
         gw = Proc(f"gateway-{sc.name}", [str(ROOT / ".venv/bin/watchllm") if (ROOT / ".venv/bin/watchllm").exists()
                                          else PYTHON, *([] if (ROOT / ".venv/bin/watchllm").exists() else ["-m", "gateway.cli"]),
                                          "serve", "--config", str(cfg_path)],
-                  cpus=self.cpus(CORE_GW, sc.pinned), log_dir=self.log_dir, cwd=workdir, env={"LOG_LEVEL": "WARNING", "WATCHLLM_ALLOW_PRIVATE_UPSTREAMS": "127.0.0.1"})
+                  cpus=self.cpus(CORE_GW, sc.pinned), log_dir=self.log_dir, cwd=workdir, env={"LOG_LEVEL": "WARNING", "WATCHLLM_ALLOW_PRIVATE_UPSTREAMS": "127.0.0.1", **sc.env})
         gw.start()
         try:
             try:

@@ -1,7 +1,7 @@
 """Benchmark scenarios: what each one measures and how long, which ones a run selects, and the request bodies they send."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .loadgen import BodySource, chat_body
 
@@ -45,6 +45,7 @@ class Scenario:
     quick: bool = True                  # part of --quick
     drop: str | None = None             # "full minus X": the middleware left out
     prime: bool = False                 # send the cacheable body once before measuring
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the gateway process
 
 
 def scenarios() -> list[Scenario]:
@@ -54,6 +55,8 @@ def scenarios() -> list[Scenario]:
         Scenario("router", "core", "gateway, pipeline [router]", pipeline="router", stream=True, body="unique"),
         Scenario("full_miss", "core", "full chain, cache miss: metrics, auth, ratelimit, budget, dlp, router",
                  pipeline="full", stream=True, body="unique", bracket=True),
+        Scenario("full_miss_commit", "core", "full chain, usage acknowledged after its SQLite commit (WATCHLLM_USAGE_ACK=commit)",
+                 pipeline="full", body="unique", env={"WATCHLLM_USAGE_ACK": "commit"}, quick=False),
         Scenario("router_memstore", "core", "gateway [router], store sqlite :memory: (usage rows not on disk)",
                  pipeline="router", body="unique", store="memory", quick=False),
         Scenario("exact_hit", "cache", "exact cache hit: [semantic_cache(exact), router], same prompt",

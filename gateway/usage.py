@@ -130,6 +130,13 @@ def usage_row(call: Any, outcome: Any, now: float | None = None) -> tuple[Any, .
     )
 
 
+def _discard(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:  # the next start replays it: nothing is lost, rows are not doubled
+        log.warning("usage journal: cannot delete %s: %s", path.name, exc)
+
+
 class UsageWriter:
     def __init__(
         self, store: Any, *, max_batch: int = 1000, retention_s: float | None = None,
@@ -322,8 +329,8 @@ class UsageWriter:
         if self._rotated and self._rotated[0][0] <= self._done:
             keep = []
             for last, path in self._rotated:
-                if last <= self._done:
-                    path.unlink(missing_ok=True)
+                if last <= self._done:  # off the event loop: freeing an 8 MB file can take milliseconds
+                    asyncio.get_running_loop().run_in_executor(None, _discard, path)
                 else:
                     keep.append((last, path))
             self._rotated = keep

@@ -237,6 +237,10 @@ async def test_full_segments_are_rotated_and_deleted_once_committed(store):
     assert await writer.flush(timeout=5)
     await writer.record(_call(1000), _ok())  # the next batch rotates the (full) segment
     assert await writer.flush(timeout=5)
+    for _ in range(100):  # deleted off the event loop
+        if len(_segments(store)) == 1:
+            break
+        await asyncio.sleep(0.01)
     assert len(_segments(store)) == 1, "committed segments are deleted; only the live one is left"
     assert await _count(store) == 201
     await writer.close()
