@@ -63,6 +63,7 @@ LINGER_TURNS = int(os.environ.get("WATCHLLM_USAGE_LINGER_TURNS", "1"))  # event-
 LINGER_ROWS = 16            # ... unless it already has this many rows
 ACK_MODES = ("journal", "commit")
 SETTLE_TIMEOUT_S = 5.0      # journal mode: how long a read of the usage table waits for acknowledged rows
+ADOPT_INTERVAL_S = 30.0     # journal mode: how often segments of dead processes are looked for
 RETRY_PAUSE_S = 1.0         # journal mode: pause before committing a failed batch again
 
 
@@ -164,6 +165,7 @@ class UsageWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._purge_task: asyncio.Task[None] | None = None
+        self._adopt_task: asyncio.Task[None] | None = None
         self._closing = False
         self._left_in_journal = False
         # counters for tests, logs and /metrics
@@ -183,6 +185,7 @@ class UsageWriter:
             self.replayed = await replay_journal(self.store, self.journal.directory)
             self.journal.open()
             self.store.usage.settle = self._settle
+            self._adopt_task = asyncio.create_task(self._adopt_loop(), name="usage-journal-adopt")
         self._task = asyncio.create_task(self._run(), name="usage-writer")
         if self.retention_s:
             self._purge_task = asyncio.create_task(self._purge_loop(), name="usage-purge")
@@ -236,10 +239,11 @@ class UsageWriter:
         """Commit everything still queued, then stop. Safe to call twice."""
         self._closing = True
         self._wake.set()
-        if self._purge_task is not None:
-            self._purge_task.cancel()
-            await asyncio.gather(self._purge_task, return_exceptions=True)
-            self._purge_task = None
+        for task in (self._purge_task, self._adopt_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._purge_task = self._adopt_task = None
         if self._task is not None:
             await self._task
         if self._queue:  # records queued after the loop ended
@@ -371,6 +375,21 @@ class UsageWriter:
             self.committed += len(rows)
             self.commits += 1
             return
+
+    async def _adopt_loop(self) -> None:
+        """Now and then, commit the segments of a sibling worker that died (their lock went with it):
+        without this they would wait for the next start."""
+        while True:
+            await asyncio.sleep(ADOPT_INTERVAL_S)
+            journal = self.journal
+            if journal is None:
+                return
+            try:
+                self.replayed += await replay_journal(self.store, journal.directory)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("usage journal: adopting orphaned segments failed")
 
     # retention -------------------------------------------------------------------
     async def purge_once(self, now: float | None = None) -> int:

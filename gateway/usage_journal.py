@@ -8,7 +8,8 @@ on the event loop and gives the same promise SQLite's ``synchronous=NORMAL`` giv
 returns the bytes are in the kernel, so a killed process loses nothing (power loss may, as with
 ``synchronous=NORMAL``). The usage writer then commits rows to SQLite in the background and deletes
 a journal segment once every row in it is committed; rows of a process that died are replayed
-(``INSERT OR IGNORE`` on the request id: never twice) by the next process that opens the store.
+(``INSERT OR IGNORE`` on the request id: never twice) by the next process that opens the store, or
+within ``ADOPT_INTERVAL_S`` (30 s) by a sibling worker of the same server that is still running.
 
 Layout: a directory beside the database, ``<db file>.usage-journal/``, one segment file per
 writing process at a time, ``seg-<pid>-<random>.jsonl``: one JSON array per line, in the column

@@ -296,3 +296,28 @@ async def test_a_batch_bigger_than_one_statement_commits_every_row_once(store):
     await store.usage.insert_many(rows)
     await store.usage.insert_many(rows[:40])  # replayed rows: ignored, not duplicated
     assert await _count(store) == len(rows)
+
+
+async def test_a_running_writer_adopts_the_segment_of_a_sibling_that_died(store, monkeypatch):
+    monkeypatch.setattr(usage_mod, "ADOPT_INTERVAL_S", 0.02)
+    writer = UsageWriter(store)
+    await writer.start()
+    from gateway.usage import usage_row
+
+    sibling = UsageJournal(journal_dir(store.path))  # another worker of the same server
+    sibling.open()
+    rows = [usage_row(_call(100 + i), _ok()) for i in range(4)]
+    for row in rows:
+        sibling.append(row)
+    await asyncio.sleep(0.1)
+    assert await _count(store) == 0  # alive: its segment is its own
+    sibling.close(delete=False)  # it died
+    for _ in range(100):
+        if await _count(store) == 4:
+            break
+        await asyncio.sleep(0.02)
+    assert {r[0] for r in await store.fetchall("SELECT id FROM usage")} == {row[0] for row in rows}
+    await writer.record(_call(1), _ok())  # the writer's own segment was left alone
+    assert await writer.flush(timeout=5) and await _count(store) == 5
+    await writer.close()
+    assert _segments(store) == []
