@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import os
 import re
@@ -272,6 +273,10 @@ async def open_loop(url: str, body: dict[str, Any] | BodySource, *, rate: float,
     The scheduler wakes up, launches every request whose time has come (a late wake-up launches a burst,
     and those requests are charged for the lateness), and sleeps until the next one. Requests beyond
     ``max_connections`` in flight wait for a connection, and that wait is part of their latency.
+
+    Because a late wake-up is charged to the server, the client's own garbage collector is off while it
+    measures (a collection pause of this process would count as server latency; wrk has none). Measured:
+    the worst 1-second windows' p99 of the full chain fell from 19–64 ms to 6–22 ms in two A/B pairs.
     """
     if rate <= 0:
         raise ValueError("rate must be > 0")
@@ -282,9 +287,16 @@ async def open_loop(url: str, body: dict[str, Any] | BodySource, *, rate: float,
         if warmup > 0:
             await _open_inner(session, url, src, hdrs, rate, warmup, stream, to, _Recorder(), timeout)
         rec = _Recorder()
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        await _open_inner(session, url, src, hdrs, rate, duration, stream, to, rec, timeout)
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        gc.collect()
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            await _open_inner(session, url, src, hdrs, rate, duration, stream, to, rec, timeout)
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        finally:
+            if was_enabled:
+                gc.enable()
     # Throughput of an open loop is the offered rate unless the server fell behind (then elapsed grows).
     return _result("python", "open+stream" if stream else "open", url, rec, elapsed, cpu, rate=rate)
 
