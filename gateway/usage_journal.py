@@ -12,8 +12,9 @@ a journal segment once every row in it is committed; rows of a process that died
 within ``ADOPT_INTERVAL_S`` (30 s) by a sibling worker of the same server that is still running.
 
 Layout: a directory beside the database, ``<db file>.usage-journal/``, one segment file per
-writing process at a time, ``seg-<pid>-<random>.jsonl``: one JSON array per line, in the column
-order of ``gateway.store.usage.COLUMNS``. A live process holds an exclusive ``flock`` on its
+writing process at a time, ``seg-<pid>-<random>.jsonl``: a header line naming the columns
+(``{"watchllm_usage_journal": 1, "columns": [...]}``), then one JSON array per row in that order,
+so a segment left by an older version replays into a newer schema (columns matched by name). A live process holds an exclusive ``flock`` on its
 segment, so another worker of the same server never replays (and deletes) a segment still being
 written; the kernel drops the lock when the process dies. A torn last line (the process died
 inside ``write``) was never acknowledged and is skipped.
@@ -29,12 +30,15 @@ from typing import Any, Iterator, Sequence
 
 import orjson
 
+from .store.usage import COLUMN_DEFAULTS, COLUMNS
+
 __all__ = ["UsageJournal", "journal_dir", "replay_journal"]
 
 log = logging.getLogger("watchllm.usage")
 
 SEGMENT_BYTES = 8 * 1024 * 1024  # rotate after this many bytes (once its rows are committed it is deleted)
 REPLAY_BATCH = 1000
+_HEADER = orjson.dumps({"watchllm_usage_journal": 1, "columns": list(COLUMNS)}) + b"\n"
 
 
 def journal_dir(db_path: str | os.PathLike[str]) -> Path:
@@ -64,6 +68,7 @@ class UsageJournal:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, _HEADER)
             path = self.directory / f"{name}.jsonl"
             os.rename(tmp, path)
         except BaseException:
@@ -122,7 +127,9 @@ def _unlocked_segments(directory: Path) -> Iterator[tuple[Path, int]]:
 
 
 def read_rows(fd: int) -> Iterator[tuple[Any, ...]]:
-    """The rows of one segment; a torn or damaged line is skipped (it was never acknowledged)."""
+    """The rows of one segment in today's column order; a torn or damaged line is skipped (it was
+    never acknowledged)."""
+    columns: list[str] = list(COLUMNS)
     with os.fdopen(os.dup(fd), "rb") as f:
         for line in f:
             if not line.endswith(b"\n"):
@@ -132,8 +139,17 @@ def read_rows(fd: int) -> Iterator[tuple[Any, ...]]:
             except orjson.JSONDecodeError:
                 log.warning("usage journal: skipping a damaged line")
                 continue
-            if isinstance(row, list):
-                yield tuple(row)
+            if isinstance(row, dict) and isinstance(row.get("columns"), list):
+                columns = [str(c) for c in row["columns"]]
+            elif isinstance(row, list) and len(row) == len(columns):
+                yield tuple(row) if columns == list(COLUMNS) else _remap(columns, row)
+            else:
+                log.warning("usage journal: skipping a line that does not match its header")
+
+
+def _remap(columns: list[str], row: list[Any]) -> tuple[Any, ...]:
+    by_name = {**COLUMN_DEFAULTS, **dict(zip(columns, row))}
+    return tuple(by_name.get(c) for c in COLUMNS)
 
 
 async def replay_journal(store: Any, directory: Path) -> int:
@@ -141,19 +157,27 @@ async def replay_journal(store: Any, directory: Path) -> int:
     total = 0
     for path, fd in _unlocked_segments(directory):
         try:
-            batch: list[tuple[Any, ...]] = []
-            for row in read_rows(fd):
-                batch.append(row)
-                if len(batch) >= REPLAY_BATCH:
-                    await store.usage.insert_many(batch)
-                    total += len(batch)
-                    batch = []
-            if batch:
-                await store.usage.insert_many(batch)
-                total += len(batch)
-            path.unlink(missing_ok=True)
+            total += await _replay_segment(store, path, fd)
+        except Exception as exc:  # the database refused: keep the file, a later pass retries it
+            log.error("usage journal: replaying %s failed (%s); it is kept for the next attempt", path.name, exc)
         finally:
             os.close(fd)
     if total:
         log.warning("usage journal: re-applied %d rows journalled by a process that stopped (rows it had committed are skipped)", total)
+    return total
+
+
+async def _replay_segment(store: Any, path: Path, fd: int) -> int:
+    total = 0
+    batch: list[tuple[Any, ...]] = []
+    for row in read_rows(fd):
+        batch.append(row)
+        if len(batch) >= REPLAY_BATCH:
+            await store.usage.insert_many(batch)
+            total += len(batch)
+            batch = []
+    if batch:
+        await store.usage.insert_many(batch)
+        total += len(batch)
+    path.unlink(missing_ok=True)
     return total

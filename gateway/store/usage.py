@@ -17,7 +17,7 @@ import aiosqlite
 
 from .base import Repository, repository
 
-__all__ = ["UsageRepo", "COLUMNS"]
+__all__ = ["UsageRepo", "COLUMNS", "COLUMN_DEFAULTS"]
 
 COLUMNS: tuple[str, ...] = (
     "id", "project_id", "key_id", "endpoint", "model_requested", "model_served", "provider", "attempts",
@@ -25,6 +25,10 @@ COLUMNS: tuple[str, ...] = (
     "latency_ms", "upstream_ms", "ttft_ms", "status", "ended", "error_code", "dlp_findings", "source",
     "request_text", "response_text", "created_at",
 )
+# Values of the NOT NULL columns when a row comes without them (a usage journal written by an older
+# version): INSERT OR IGNORE would silently drop a row with an explicit NULL there.
+COLUMN_DEFAULTS: dict[str, Any] = {"attempts": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_micros": 0,
+                                   "tokens_saved": 0, "cost_saved_micros": 0, "source": "proxy"}
 _INSERT = f"INSERT OR IGNORE INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _ROW = f"({', '.join('?' * len(COLUMNS))})"
 # Multi-row INSERTs of at most ROWS_PER_STATEMENT rows: a batch that fits is one statement, in

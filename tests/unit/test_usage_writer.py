@@ -47,7 +47,8 @@ def _segments(store: Store) -> list[Path]:
 
 def _journalled_ids(store: Store) -> set[str]:
     import orjson
-    return {orjson.loads(line)[0] for seg in _segments(store) for line in seg.read_bytes().splitlines()}
+    lines = [orjson.loads(line) for seg in _segments(store) for line in seg.read_bytes().splitlines()]
+    return {row[0] for row in lines if isinstance(row, list)}  # after each segment's header line
 
 
 async def test_commit_mode_rows_share_commits_and_are_committed_on_return(store):
@@ -321,3 +322,45 @@ async def test_a_running_writer_adopts_the_segment_of_a_sibling_that_died(store,
     assert await writer.flush(timeout=5) and await _count(store) == 5
     await writer.close()
     assert _segments(store) == []
+
+
+
+async def test_a_segment_from_an_older_schema_replays_by_column_name(store):
+    import orjson
+    from gateway.store.usage import COLUMNS
+
+    old_columns = ["created_at", "id", "project_id", "status", "cost_micros"]  # fewer, in another order
+    directory = journal_dir(store.path)
+    directory.mkdir()
+    (directory / "seg-1-old.jsonl").write_bytes(
+        orjson.dumps({"watchllm_usage_journal": 1, "columns": old_columns}) + b"\n"
+        + orjson.dumps([1_800_000_000.0, "req_old", "proj_a", 200, 42]) + b"\n"
+        + orjson.dumps(["too", "short"]) + b"\n")  # does not match its header: skipped
+    writer = UsageWriter(store)
+    await writer.start()
+    row = dict(await store.fetchone("SELECT * FROM usage"))
+    assert (row["id"], row["project_id"], row["status"], row["cost_micros"]) == ("req_old", "proj_a", 200, 42)
+    assert row["created_at"] == 1_800_000_000.0 and row["model_served"] is None and len(row) >= len(COLUMNS)
+    await writer.close()
+
+
+async def test_a_segment_the_database_refuses_does_not_stop_the_start_and_is_kept(store):
+    from gateway.usage import usage_row
+
+    dead = UsageJournal(journal_dir(store.path))
+    dead.open()
+    dead.append(usage_row(_call(1), _ok()))
+    dead.close(delete=False)
+    real = store.usage.insert_many
+
+    async def refusing(rows):
+        raise RuntimeError("database is locked")
+
+    store.usage.insert_many = refusing
+    writer = UsageWriter(store)
+    await writer.start()  # serves anyway
+    assert writer.replayed == 0 and len(_segments(store)) == 2  # the dead one kept, and the writer's own
+    store.usage.insert_many = real
+    assert await replay_journal(store, journal_dir(store.path)) == 1  # a later pass commits it
+    await writer.close()
+    assert await _count(store) == 1 and _segments(store) == []
