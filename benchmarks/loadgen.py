@@ -287,7 +287,6 @@ async def open_loop(url: str, body: dict[str, Any] | BodySource, *, rate: float,
         if warmup > 0:
             await _open_inner(session, url, src, hdrs, rate, warmup, stream, to, _Recorder(), timeout)
         rec = _Recorder()
-        gc.collect()
         was_enabled = gc.isenabled()
         gc.disable()
         try:
