@@ -7,8 +7,9 @@ successful response (the JSON body, or ``data: [DONE]``). What "durable" means t
 * ``journal`` (the default for a database file): ``record`` appends the row to this process's
   usage journal (``gateway/usage_journal.py``: one ``write(2)``, a few microseconds) and returns;
   the row is committed to SQLite in the background. A killed process loses nothing: the next
-  process to open the store replays the journal. Reads that must see every acknowledged row
-  (the admin API, a budget counter re-seeded from the store) call ``flush()`` first.
+  process to open the store replays the journal. Every read of the usage table (admin API,
+  alerts, a budget counter re-seeded from the store) first waits, bounded, for the rows already
+  acknowledged: the writer sets ``store.usage.settle`` to its ``flush``.
 * ``commit``: ``record`` waits for the SQLite commit of the batch that holds its row (the
   design's original contract; a request then waits about one group commit, and behind a WAL
   checkpoint's fsync when one runs). The only mode for a ``:memory:`` store.
@@ -20,9 +21,9 @@ replayed journal never duplicates (SQLite WAL, ``synchronous=NORMAL``: committed
 survive a process kill). A small batch waits ``WATCHLLM_USAGE_LINGER_TURNS`` event-loop turns
 (default 1) for the answers finishing in the same turn. (Tried: in journal mode, gathering
 batches for 20–100 ms. CPU per request was the same within noise in ``make bench`` and the
-added p99 worse, 3.1–6.8 ms vs 1.5–2.4 ms: a big batch holds the GIL longer while it is bound.) A batch that cannot be committed is
-retried with back-off in journal mode (its rows were acknowledged and stay in the journal); in
-commit mode its waiters get the error. (Tried and dropped: committing on the event-loop thread
+added p99 worse, 3.1–6.8 ms vs 1.5–2.4 ms: a big batch holds the GIL longer while it is bound.)
+A batch that cannot be committed is retried with back-off in journal mode (its rows were
+acknowledged and stay in the journal); in commit mode its waiters get the error. (Tried and dropped: committing on the event-loop thread
 with a second sqlite3 connection, ~15 KB of WAL per row; checkpoints in a thread of their own,
 which never let the WAL restart under continuous writes: 460 MB in 40 s.)
 

@@ -14,9 +14,10 @@ within ``ADOPT_INTERVAL_S`` (30 s) by a sibling worker of the same server that i
 Layout: a directory beside the database, ``<db file>.usage-journal/``, one segment file per
 writing process at a time, ``seg-<pid>-<random>.jsonl``: a header line naming the columns
 (``{"watchllm_usage_journal": 1, "columns": [...]}``), then one JSON array per row in that order,
-so a segment left by an older version replays into a newer schema (columns matched by name). A live process holds an exclusive ``flock`` on its
-segment, so another worker of the same server never replays (and deletes) a segment still being
-written; the kernel drops the lock when the process dies. A torn last line (the process died
+so a segment left by an older version replays into a newer schema (columns matched by name).
+A live process holds an exclusive ``flock`` on its segment, so another worker of the same server
+never replays (and deletes) a segment still being written; the kernel drops the lock when the
+process dies. A torn last line (the process died
 inside ``write``) was never acknowledged and is skipped.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ log = logging.getLogger("watchllm.usage")
 
 SEGMENT_BYTES = 8 * 1024 * 1024  # rotate after this many bytes (once its rows are committed it is deleted)
 REPLAY_BATCH = 1000
-_HEADER = orjson.dumps({"watchllm_usage_journal": 1, "columns": list(COLUMNS)}) + b"\n"
+_HEADER = orjson.dumps({"watchllm_usage_journal": 1, "columns": list(COLUMNS)}, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def journal_dir(db_path: str | os.PathLike[str]) -> Path:
@@ -79,7 +80,7 @@ class UsageJournal:
 
     def append(self, row: Sequence[Any]) -> None:
         """Write one row; raises ``OSError`` (disk full, I/O error) if it is not in the file."""
-        data = orjson.dumps(row) + b"\n"
+        data = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
         n = os.write(self._fd, data)
         if n != len(data):  # a short write to a regular file: the disk is full
             raise OSError(f"usage journal: short write ({n} of {len(data)} bytes)")
@@ -163,7 +164,8 @@ async def replay_journal(store: Any, directory: Path) -> int:
         finally:
             os.close(fd)
     if total:
-        log.warning("usage journal: re-applied %d rows journalled by a process that stopped (rows it had committed are skipped)", total)
+        log.warning("usage journal: re-applied %d rows journalled by a process that stopped "
+                    "(rows it had committed are skipped)", total)
     return total
 
 
