@@ -18,10 +18,10 @@ Parameters that do not change the answer (``stream``, ``stream_options``, ``user
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
@@ -35,11 +35,20 @@ ANSWER_PARAMS = (
     "suffix", "echo", "best_of", "prediction", "web_search_options", "verbosity",
 )
 
-_WS = re.compile(r"\s+")
+_ANSWER_SET = frozenset(ANSWER_PARAMS)
+_PLAIN_KEYS = {"role", "content"}  # a message with nothing but text
 
 
 def normalize_text(text: str) -> str:
-    return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    """NFC, runs of whitespace collapsed to one space, trimmed. ``str.split()`` splits on exactly
+    the characters ``re``'s ``\\s`` matches (``str.isspace``), at a tenth of the regex's cost."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return " ".join(text.split())
+
+
+def _is_map(obj: Any) -> bool:
+    return type(obj) is dict or isinstance(obj, Mapping)
 
 
 def _digest(obj: Any) -> str:
@@ -71,7 +80,7 @@ def _content_text(content: Any) -> tuple[str, bool]:
     if isinstance(content, list):
         texts, only_text = [], True
         for part in content:
-            if isinstance(part, Mapping) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+            if _is_map(part) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
                 texts.append(part["text"])
             else:
                 only_text = False
@@ -86,13 +95,14 @@ def _message_key(m: Mapping[str, Any], text: str | None = None) -> Any:
     rest = {k: v for k, v in m.items() if k not in ("content", "role")}
     content = m.get("content")
     if isinstance(content, list):  # keep image URLs, audio etc. in the key
-        rest["parts"] = [p for p in content if not (isinstance(p, Mapping) and p.get("type", "text") == "text")]
+        rest["parts"] = [p for p in content if not (_is_map(p) and p.get("type", "text") == "text")]
     return [m.get("role"), text, rest] if rest else [m.get("role"), text]
 
 
 def build_request(project_id: str, endpoint: str, body: Mapping[str, Any]) -> CacheRequest | None:
     """Derive scope, exact key and the texts to compare; None when the body is not cacheable."""
-    params = {k: body[k] for k in ANSWER_PARAMS if k in body and body[k] is not None}
+    # Key order does not matter: the digest sorts keys.
+    params = {k: v for k, v in body.items() if k in _ANSWER_SET and v is not None}
     messages = body.get("messages")
     if isinstance(messages, list):
         system: list[Any] = []
@@ -100,14 +110,20 @@ def build_request(project_id: str, endpoint: str, body: Mapping[str, Any]) -> Ca
         turns: list[tuple[str, str]] = []
         semantic_ok = True
         for m in messages:
-            if not isinstance(m, Mapping):
+            if not _is_map(m):
                 return None
             role = str(m.get("role") or "")
+            content = m.get("content")
+            if type(content) is str and m.keys() == _PLAIN_KEYS:  # the common case, as _message_key would key it
+                text, only_text = normalize_text(content), True
+                key: Any = [m["role"], text]
+            else:
+                text, only_text = _content_text(content)
+                key = _message_key(m, text)
             if role in ("system", "developer"):
-                system.append(_message_key(m))
+                system.append(key)
                 continue
-            text, only_text = _content_text(m.get("content"))
-            convo.append(_message_key(m, text))
+            convo.append(key)
             if not only_text or role not in ("user", "assistant") or m.get("tool_calls") or m.get("function_call"):
                 semantic_ok = False
             turns.append((role, text))

@@ -67,6 +67,7 @@ class SemanticCache:
         self.store: CacheStore = MemoryStore(self.index)
         self.runner: EmbeddingRunner | None = None
         self._counters: dict[str, _Counters] = {}
+        self._default_settings = project_settings(config, None)  # most projects set nothing: merge once
 
     # lifecycle -------------------------------------------------------------------
     async def startup(self) -> None:
@@ -124,7 +125,7 @@ class SemanticCache:
         if call.endpoint != Endpoint.CHAT:
             return await call_next(call)
         raw = call.project.settings.get("semantic_cache") if call.project is not None else None
-        settings = project_settings(self.config, raw)
+        settings = self._default_settings if raw is None else project_settings(self.config, raw)
         if not settings.enabled:
             return await call_next(call)
         project = call.project_id

@@ -9,7 +9,10 @@ provider default and are cached.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway import GatewayError
 
@@ -18,12 +21,13 @@ __all__ = ["skip_reason", "threshold_override"]
 
 def _header(headers: Mapping[str, str], name: str) -> str:
     value = headers.get(name)
-    if value is None:
+    if value is not None:
+        return value
+    if not isinstance(headers, (CIMultiDictProxy, CIMultiDict)):  # a plain dict: match any case
         for k, v in headers.items():
             if k.lower() == name:
                 return v
-        return ""
-    return value
+    return ""
 
 
 def skip_reason(headers: Mapping[str, str], body: Mapping[str, Any], max_temperature: float) -> str | None:
@@ -39,7 +43,7 @@ def skip_reason(headers: Mapping[str, str], body: Mapping[str, Any], max_tempera
     if isinstance(t, (int, float)) and t > max_temperature:
         return "temperature"
     for m in body.get("messages") or ():
-        if isinstance(m, Mapping) and (m.get("role") in ("tool", "function") or m.get("tool_calls") or m.get("function_call")):
+        if (type(m) is dict or isinstance(m, Mapping)) and (m.get("role") in ("tool", "function") or m.get("tool_calls") or m.get("function_call")):
             return "tool_calls"
     return None
 

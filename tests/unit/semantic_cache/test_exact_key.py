@@ -91,3 +91,34 @@ def test_threshold_header_is_parsed_and_a_bad_one_is_a_400():
     with pytest.raises(GatewayError) as err:
         threshold_override({"x-watchllm-cache-threshold": "high"})
     assert err.value.status == 400
+
+
+def test_keys_are_stable_across_releases():
+    """Entries in Redis outlive a deploy: the same request must keep the same keys (pinned digests)."""
+    req = build_request("p1", "chat.completions", {
+        "model": "m", "messages": [{"role": "system", "content": "be  brief"}, {"role": "user", "content": "What is\u00a0DNS?"}],
+        "temperature": 0, "max_tokens": 5, "stream": True})
+    assert (req.scope, req.exact_key) == ("00bf134932caea7ea013778215b332a3", "9f4a462f98155fd1f43b8dd716d01e8f")
+    assert req.question == "What is DNS?"
+
+
+@pytest.mark.parametrize("variant", ["caf\u00e9\u2003ok", "cafe\u0301 ok", " caf\u00e9\n\tok "])
+def test_unicode_whitespace_and_composition_do_not_change_the_key(variant):
+    a = build_request("p1", "chat.completions", body(("user", "caf\u00e9 ok")))
+    b = build_request("p1", "chat.completions", body(("user", variant)))
+    assert a.exact_key == b.exact_key and b.question == "caf\u00e9 ok"
+
+
+def test_a_message_with_more_than_text_keys_differently():
+    plain = build_request("p1", "chat.completions", body(("user", "hi")))
+    named = build_request("p1", "chat.completions", {"model": "m", "messages": [{"role": "user", "content": "hi", "name": "bob"}]})
+    assert plain.exact_key != named.exact_key and plain.scope == named.scope
+
+
+def test_skip_headers_are_matched_in_any_case_on_real_request_headers():
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    headers = CIMultiDictProxy(CIMultiDict({"CACHE-CONTROL": "No-Cache"}))
+    assert skip_reason(headers, body(("user", "hi")), 1.0) == "no-cache"
+    assert skip_reason({"X-WatchLLM-Cache": "bypass"}, body(("user", "hi")), 1.0) == "bypass"
+    assert skip_reason(CIMultiDictProxy(CIMultiDict()), body(("user", "hi")), 1.0) is None

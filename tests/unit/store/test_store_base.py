@@ -89,3 +89,16 @@ async def test_new_migration_files_apply_in_order(tmp_path):
     assert store.schema_version == 900
     assert await store.migrate(extra) == []
     await store.close()
+
+
+async def test_none_is_stored_as_null_and_reads_back_as_none(tmp_path):
+    """The store registers an identity adapter for None (a fast path): NULL must stay NULL."""
+    store = await open_store(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        await store.execute("CREATE TABLE t (a TEXT, b INTEGER)")
+        await store.execute("INSERT INTO t VALUES (?, ?), (?, ?)", (None, None, "x", 1))
+        assert tuple(await store.fetchone("SELECT COUNT(*) FROM t WHERE a IS NULL AND b IS NULL")) == (1,)
+        rows = await store.fetchall("SELECT a, b FROM t ORDER BY rowid")
+        assert [tuple(r) for r in rows] == [(None, None), ("x", 1)]
+    finally:
+        await store.close()
