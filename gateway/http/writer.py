@@ -3,7 +3,10 @@
 Order on success: hooks (usage durable, budget settled, cache stored) run *before*
 the final byte — the JSON body, or ``data: [DONE]`` — so a client that has its
 answer has its usage record too. On client disconnect or error they run after.
-Hooks are shielded from the cancellation that aiohttp delivers on disconnect.
+Hooks are shielded from the cancellation that aiohttp delivers on disconnect: they start
+inline, and only if one of them waits (a commit, a Redis call) does the rest move into a
+shielded Task. Most never wait, and a Task per request was ~9% of an exact cache hit's
+instructions (measured with callgrind).
 """
 from __future__ import annotations
 
@@ -46,13 +49,45 @@ async def _run_hooks(reply: Reply, outcome: Outcome, final: FinalHook | None, ca
 
 
 async def run_hooks_shielded(reply: Reply, outcome: Outcome, final: FinalHook | None, call: Call) -> None:
-    task = asyncio.ensure_future(_run_hooks(reply, outcome, final, call))
+    coro = _run_hooks(reply, outcome, final, call)
+    try:
+        yielded = coro.send(None)  # hooks that never suspend finish here, with no Task to create
+    except StopIteration:
+        return
+    task = asyncio.ensure_future(_resume(coro, yielded))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         # The client went away while hooks ran: let them finish anyway, then propagate.
         await asyncio.wait({task})
         raise
+
+
+async def _resume(coro: Any, yielded: Any) -> None:
+    """Go on driving a hooks coroutine that suspended (``yielded``: what it waits on) inside a Task."""
+    while True:
+        try:
+            value = await _Await(yielded)
+        except BaseException as exc:  # handed to the hooks coroutine at its await, as a Task would
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(value)
+            except StopIteration:
+                return
+
+
+class _Await:
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: Any) -> None:
+        self.fut = fut
+
+    def __await__(self) -> Any:
+        return (yield self.fut)
 
 
 def _completion_text(body: dict[str, Any]) -> str:
