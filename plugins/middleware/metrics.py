@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,15 @@ class Metrics:
         self._projects: set[str] = set()
         self._detectors: set[str] = set()
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._kids: dict[tuple[Any, ...], _Kids] = {}
+        # Per-request updates are summed in plain dicts and handed to prometheus_client whenever the
+        # registry is read (a scrape, a test): its lock per update and its Python bucket loop were
+        # ~12 µs per request. Registered first, so every read sees every update. With several worker
+        # processes the others read this one's files, so updates go straight through there.
+        self._defer = not self.multiprocess
+        self._incs: dict[Any, float] = {}       # counter or gauge child -> amount not applied yet
+        self._obs: dict[Any, list[float]] = {}  # histogram child -> [count per bucket..., sum]
+        self.registry.register(_FlushOnCollect(self.flush_pending))
         r = self.registry
         self.requests = Counter("watchllm_requests", "Requests by project, model alias, provider, HTTP status and cache result",
                                 ["project", "model", "provider", "status", "cache"], registry=r)
@@ -95,6 +105,10 @@ class Metrics:
                                  ["provider"], registry=r, multiprocess_mode="min")
         for name in self._providers:
             self.provider_up.labels(name).set(1)
+        probe = self.latency.labels("_probe", "_probe")
+        if not all(hasattr(probe, a) for a in ("_upper_bounds", "_buckets", "_sum")):
+            self._defer = False  # a prometheus_client without these internals: observe() directly
+        self.latency.remove("_probe", "_probe")
         services.metrics = self
         services.extras["metrics"] = self
 
@@ -103,37 +117,69 @@ class Metrics:
         writer = self.services.usage
         if writer is not None:
             writer.listeners.append(self._on_flush)
-            writer.waiters.append(self.usage_wait.observe)
+            writer.waiters.append(self._observe_wait)
 
     async def shutdown(self) -> None:
         writer = self.services.usage
         if writer is not None:
             if self._on_flush in writer.listeners:
                 writer.listeners.remove(self._on_flush)
-            if self.usage_wait.observe in writer.waiters:
-                writer.waiters.remove(self.usage_wait.observe)
+            if self._observe_wait in writer.waiters:
+                writer.waiters.remove(self._observe_wait)
         if self.multiprocess:
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(os.getpid())
 
     def _on_flush(self, rows: int, seconds: float, depth: int) -> None:
-        self.usage_flush.observe(seconds)
-        self.usage_batch.observe(rows)
+        self._observe(self.usage_flush, seconds)
+        self._observe(self.usage_batch, rows)
         self.usage_queue.set(depth)
+
+    def _observe_wait(self, seconds: float) -> None:
+        self._observe(self.usage_wait, seconds)
+
+    # deferred updates ------------------------------------------------------------------
+    def _inc(self, child: Any, amount: float = 1.0) -> None:
+        if self._defer:
+            self._incs[child] = self._incs.get(child, 0.0) + amount
+        else:
+            child.inc(amount)
+
+    def _observe(self, child: Any, value: float) -> None:
+        if not self._defer:
+            child.observe(value)
+            return
+        slot = self._obs.get(child)
+        if slot is None:
+            slot = self._obs[child] = [0.0] * (len(child._upper_bounds) + 1)
+        slot[bisect_left(child._upper_bounds, value)] += 1  # the first bucket with value <= bound, as observe()
+        slot[-1] += value
+
+    def flush_pending(self) -> None:
+        """Apply the summed updates to the Prometheus metrics (called on every registry read)."""
+        incs, self._incs = self._incs, {}
+        for child, amount in incs.items():
+            child.inc(amount)
+        obs, self._obs = self._obs, {}
+        for child, slot in obs.items():
+            for i, n in enumerate(slot[:-1]):
+                if n:
+                    child._buckets[i].inc(n)
+            child._sum.inc(slot[-1])
 
     # the middleware --------------------------------------------------------------------
     async def __call__(self, call: Call, call_next: Handler) -> Reply:
-        self.in_flight.inc()
+        self._inc(self.in_flight, 1)
         try:
             reply = await call_next(call)
         except BaseException:
-            self.in_flight.dec()
+            self._inc(self.in_flight, -1)
             self._count(call, Outcome(status=500, ended="error"), code="internal_error")
             raise
 
         async def done(outcome: Outcome) -> None:
-            self.in_flight.dec()
+            self._inc(self.in_flight, -1)
             self._count(call, outcome)
 
         reply.on_complete(done)
@@ -141,42 +187,59 @@ class Metrics:
 
     def _count(self, call: Call, outcome: Outcome, code: str | None = None) -> None:
         f = call.facts
-        model = call.model if call.model in self._models else "other"
+        alias = call.model
+        model = alias if alias in self._models else "other"
         provider = f.provider if f.provider in self._providers else "none"
         cache = f.cached or "none"
         project = self._project(call.project_id)
         status = outcome.status
-        self._child(self.requests, project, model, provider, str(status), cache).inc()
-        self._child(self.latency, model, provider).observe(_elapsed(call))
+        kids = self._kids.get((project, model, provider, status, cache))
+        if kids is None:
+            kids = self._kids_for(project, model, provider, status, cache)
+        self._inc(kids.requests)
+        self._observe(kids.latency, _elapsed(call))
+        # The other series are created on first use, so /metrics shows no series that never moved.
         if f.upstream_ms is not None:
-            self._child(self.upstream, provider, model).observe(f.upstream_ms / 1000)
+            if kids.upstream is None:
+                kids.upstream = self._child(self.upstream, provider, model)
+            self._observe(kids.upstream, f.upstream_ms / 1000)
         if f.ttft_ms is not None:
-            self._child(self.ttft, provider, model).observe(f.ttft_ms / 1000)
+            if kids.ttft is None:
+                kids.ttft = self._child(self.ttft, provider, model)
+            self._observe(kids.ttft, f.ttft_ms / 1000)
         if f.attempts:
-            self._child(self.attempts, provider).inc(f.attempts)
+            if kids.attempts is None:
+                kids.attempts = self._child(self.attempts, provider)
+            self._inc(kids.attempts, f.attempts)
         usage = outcome.usage
         if usage is not None and not f.cached:
             if usage.prompt_tokens:
-                self._child(self.tokens, project, model, "prompt").inc(usage.prompt_tokens)
+                if kids.prompt_tokens is None:
+                    kids.prompt_tokens = self._child(self.tokens, project, model, "prompt")
+                self._inc(kids.prompt_tokens, usage.prompt_tokens)
             if usage.completion_tokens:
-                self._child(self.tokens, project, model, "completion").inc(usage.completion_tokens)
+                if kids.completion_tokens is None:
+                    kids.completion_tokens = self._child(self.tokens, project, model, "completion")
+                self._inc(kids.completion_tokens, usage.completion_tokens)
         if outcome.cost_micros:
-            self._child(self.cost, project, model).inc(outcome.cost_micros / 1_000_000)
+            if kids.cost is None:
+                kids.cost = self._child(self.cost, project, model)
+            self._inc(kids.cost, outcome.cost_micros / 1_000_000)
         if f.cached:
-            self._child(self.cache_hits, cache).inc()
+            self._inc(self._child(self.cache_hits, cache))
             if f.tokens_saved:
-                self._child(self.tokens_saved, cache).inc(f.tokens_saved)
+                self._inc(self._child(self.tokens_saved, cache), f.tokens_saved)
             if f.cost_saved_micros:
-                self._child(self.cost_saved, cache).inc(f.cost_saved_micros / 1_000_000)
+                self._inc(self._child(self.cost_saved, cache), f.cost_saved_micros / 1_000_000)
         if code is None and outcome.error is not None:
             code = outcome.error.code
         if code is None and status >= 400:
             code = "client_gone" if outcome.ended == "client_gone" else "error"
         if code is not None:
             label = code if code in ERROR_CODES or code in ("client_gone", "error") else "other"
-            self._child(self.errors, label).inc()
+            self._inc(self._child(self.errors, label))
             if label in REJECTION_CODES:
-                self._child(self.rejections, label).inc()
+                self._inc(self._child(self.rejections, label))
         if f.dlp_findings:
             actions = f.extra.get("dlp_actions") or {}
             for detector, n in f.dlp_findings.items():
@@ -187,7 +250,7 @@ class Metrics:
                     else:
                         self._detectors.add(detector)
                 for action, count in by_action.items():
-                    self._child(self.dlp, detector, str(action)).inc(count)
+                    self._inc(self._child(self.dlp, detector, str(action)), count)
 
     def _project(self, project_id: str) -> str:
         if not self.cfg.project_labels:
@@ -198,6 +261,12 @@ class Metrics:
             self._projects.add(project_id)
             return project_id
         return "_other"
+
+    def _kids_for(self, project: str, model: str, provider: str, status: int, cache: str) -> "_Kids":
+        """The children one kind of request updates, looked up once per label combination (bounded)."""
+        kids = _Kids(self._child(self.requests, project, model, provider, str(status), cache), self._child(self.latency, model, provider))
+        self._kids[(project, model, provider, status, cache)] = kids
+        return kids
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -227,6 +296,31 @@ class Metrics:
                 open_providers.add(str(target).split("/", 1)[0])
         for name in self._providers:
             self._child(self.provider_up, name).set(0 if name in open_providers else 1)
+
+
+@dataclass(slots=True)
+class _Kids:
+    """The metric children one label combination updates (see ``Metrics._count``)."""
+
+    requests: Any
+    latency: Any
+    upstream: Any = None
+    ttft: Any = None
+    attempts: Any = None
+    prompt_tokens: Any = None
+    completion_tokens: Any = None
+    cost: Any = None
+
+
+class _FlushOnCollect:
+    """A collector with no metrics of its own: reading the registry applies the pending updates first."""
+
+    def __init__(self, flush: Any) -> None:
+        self._flush = flush
+
+    def collect(self) -> list[Any]:
+        self._flush()
+        return []
 
 
 def _elapsed(call: Call) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from gateway.call import Project
 from gateway.errors import GatewayError
 from gateway.testing import ScriptedNext, drive, make_call, make_services
-from plugins.middleware.metrics import Metrics, MetricsConfig
+from plugins.middleware.metrics import LATENCY_BUCKETS, Metrics, MetricsConfig
 
 
 def _value(m: Metrics, name: str, **labels: str) -> float:
@@ -114,3 +114,27 @@ async def test_hot_path_cost_is_microseconds():
     per_call_us = ((t_mid - t0) + (t1 - t_mid)) / len(calls) * 1e6
     print(f"metrics middleware (incl. ScriptedNext) + hook: {per_call_us:.1f} us/request")
     assert per_call_us < 500
+
+
+def test_summed_updates_match_what_prometheus_client_would_record():
+    """Updates are summed per request and applied when the registry is read; the buckets, sum and
+    counts read back must be exactly those of calling observe()/inc() each time."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    m = Metrics(MetricsConfig(), make_services())
+    ref = Histogram("ref_seconds", "reference", buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
+    values = [0.005, 0.0050001, 0.0, 0.3, 600, 601, 1e9, 0.01]
+    child = m._child(m.latency, "mock", "mock")
+    for v in values:
+        m._observe(child, v)
+        ref.observe(v)
+    m._inc(m.in_flight, 1)
+    m._inc(m.in_flight, 1)
+    m._inc(m.in_flight, -1)
+    got = {s.labels.get("le"): s.value for fam in m.registry.collect() if fam.name == "watchllm_request_duration_seconds"
+           for s in fam.samples if s.name.endswith("_bucket")}
+    want = {s.labels.get("le"): s.value for fam in ref.collect() for s in fam.samples if s.name.endswith("_bucket")}
+    assert got == want and got["+Inf"] == len(values)
+    assert _value(m, "watchllm_request_duration_seconds_sum", model="mock", provider="mock") == sum(values)
+    assert _value(m, "watchllm_requests_in_flight") == 1
+    assert m._incs == {} and m._obs == {}  # applied, nothing left pending
