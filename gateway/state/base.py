@@ -22,6 +22,9 @@ __all__ = [
 ]
 
 
+UNLIMITED = 1 << 50  # a limit no count reaches: an admission that only charges the log
+
+
 class StateUnavailable(Exception):
     """The counter store did not answer in time (or at all)."""
 
@@ -82,6 +85,9 @@ class State(Protocol):
     failures: dict[str, int]
 
     async def rate_admit(self, rid: str, limits: Sequence[RateLimit]) -> RateDecision: ...
+    async def rate_charge(self, rid: str, key: str, window_ms: int, amount: int) -> None:
+        """Add ``amount`` to a sliding-window log without a decision (tokens counted after the answer)."""
+        ...
     async def budget_reserve(self, rid: str, amount: int, scopes: Sequence[BudgetScope], ttl_ms: int) -> ReserveResult: ...
     async def budget_settle(self, rid: str, actual: int, scopes: Sequence[BudgetScope]) -> list[int]: ...
     async def budget_seed(self, scope: BudgetScope, spent: int, *, rebuild: bool = False) -> int: ...

@@ -86,6 +86,7 @@ class MemoryState:
     async def rate_admit(self, rid: str, limits: Sequence[RateLimit]) -> RateDecision:
         now = self._now()
         self._gc(now)
+        logs: list[_Log | None] = []
         used: list[int] = []
         failing = -1
         for i, lim in enumerate(limits):
@@ -94,8 +95,10 @@ class MemoryState:
                 log.prune(now - lim.window_ms)
                 u = log.total
             else:
+                log = None
                 count, exp = self._fixed.get(lim.key, (0, 0))
                 u = count if exp > now else 0
+            logs.append(log)
             used.append(u)
             if failing < 0 and u + lim.cost > lim.limit:
                 failing = i
@@ -104,22 +107,29 @@ class MemoryState:
         resets: list[int] = []
         for i, lim in enumerate(limits):
             u = used[i]
-            reset = lim.reset_ms
+            log = logs[i]
             if admitted:
                 u += lim.cost
-                if lim.window_ms > 0:
-                    log = self._logs[lim.key]
+                if log is not None:
                     log.entries.append((now, lim.cost))
                     log.total += lim.cost
                     log.expire_at = now + lim.window_ms + 1000
                 else:
                     self._fixed[lim.key] = (u, lim.reset_ms + 86_400_000)
-            if lim.window_ms > 0:
-                need = 1 if (not admitted and i != failing) else max(1, u + lim.cost - lim.limit)
-                reset = self._logs[lim.key].reset_for(need, lim.window_ms, now)
-            remaining.append(max(0, lim.limit - u))
-            resets.append(reset)
+            if log is not None:
+                need = u + lim.cost - lim.limit if (admitted or i == failing) else 1
+                resets.append(log.reset_for(need if need > 1 else 1, lim.window_ms, now))
+            else:
+                resets.append(lim.reset_ms)
+            remaining.append(lim.limit - u if lim.limit > u else 0)
         return RateDecision(admitted, failing, now, remaining, resets)
+
+    async def rate_charge(self, rid: str, key: str, window_ms: int, amount: int) -> None:
+        now = self._now()
+        log = self._log(key)
+        log.entries.append((now, amount))
+        log.total += amount
+        log.expire_at = max(log.expire_at, now + window_ms + 1000)
 
     # budgets -----------------------------------------------------------------
     def _budget(self, key: str) -> _Budget:

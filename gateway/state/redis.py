@@ -34,7 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .base import BudgetScope, BudgetSpend, FailureLog, RateDecision, RateLimit, ReserveResult, StateUnavailable
+from .base import UNLIMITED, BudgetScope, BudgetSpend, FailureLog, RateDecision, RateLimit, ReserveResult, StateUnavailable
 
 __all__ = ["RedisState", "SCRIPTS"]
 
@@ -106,6 +106,10 @@ class RedisState:
         rest = out[3:]
         return RateDecision(bool(out[0]), int(out[1]) - 1, int(out[2]),
                             [int(x) for x in rest[0::2]], [int(x) for x in rest[1::2]])
+
+    async def rate_charge(self, rid: str, key: str, window_ms: int, amount: int) -> None:
+        # An "unlimited" limit on the same log always admits: one script call, as for an admission.
+        await self.rate_admit(rid, [RateLimit(key, UNLIMITED, window_ms, amount)])
 
     # budgets -----------------------------------------------------------------
     def _bkeys(self, scopes: Sequence[BudgetScope]) -> list[str]:

@@ -38,7 +38,6 @@ from gateway.state.periods import period_of
 
 log = logging.getLogger("watchllm.ratelimit")
 
-UNLIMITED = 1 << 50
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,8 +220,8 @@ class RateLimit:
             extra = (usage.total_tokens or usage.prompt_tokens + usage.completion_tokens) - lim.cost
             if extra <= 0:
                 return
-            try:  # a charge, not a decision: an "unlimited" limit on the same log always admits
-                await self.services.state.rate_admit(call.id + ":u", [Limit(lim.key, UNLIMITED, lim.window_ms, extra)])
+            try:  # a charge, not a decision
+                await self.services.state.rate_charge(call.id + ":u", lim.key, lim.window_ms, extra)
             except StateUnavailable:
                 self.stats["fail_open"] += 1
 

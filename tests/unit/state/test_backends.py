@@ -30,6 +30,17 @@ async def test_sliding_window_frees_capacity_as_entries_age_out(backend, clock) 
     assert d.admitted and d.remaining == [0]
 
 
+async def test_a_charge_counts_in_the_window_and_ages_out_with_it(backend, clock) -> None:
+    tpm = [RateLimit("p:1:tpm", 100, 1000, cost=10)]
+    assert (await backend.rate_admit("a", tpm)).admitted  # 10 used
+    await backend.rate_charge("a:u", "p:1:tpm", 1000, 85)  # the answer used 85 more than estimated
+    d = await backend.rate_admit("b", tpm)
+    assert not d.admitted and d.remaining == [5]  # 95 used; 10 more would exceed 100
+    clock.advance(1.0)  # both the admission and the charge leave the window
+    d = await backend.rate_admit("c", tpm)
+    assert d.admitted and d.remaining == [90]
+
+
 async def test_limits_are_decided_together_all_or_nothing(backend) -> None:
     small, big = RateLimit("k:1:rpm", 1, 60_000), RateLimit("p:1:rpm", 10, 60_000)
     assert (await backend.rate_admit("a", [big, small])).admitted
