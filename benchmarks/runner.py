@@ -8,6 +8,7 @@ import asyncio
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -177,6 +178,36 @@ class Bench:
         print(f"    passthrough ({label}): {r['rps']:,.0f} req/s", flush=True)
         return r["rps"]
 
+    def interleave(self, name: str, url: str, body: BodySource, headers: dict[str, str], server: Proc | None) -> dict[str, Any]:
+        """Short closed-loop runs alternating between this scenario and the pass-through (both servers stay
+        up on the same core), in ABBA order: each round's ratio compares two runs seconds apart, so a
+        neighbour's load that comes and goes over tens of seconds cancels out in the median."""
+        assert self.pt is not None
+        pt_url = f"http://127.0.0.1:{self.pt_port}/v1/chat/completions"
+        d = self.dur.interleave_s
+        rps: list[float] = []
+        cpu: list[float] = []
+        for i in range(self.dur.interleave_rounds):
+            order = ("pt", "gw") if i % 2 == 0 else ("gw", "pt")
+            got: dict[str, dict[str, Any]] = {}
+            for which in order:
+                if which == "pt":
+                    got[which] = self.closed(pt_url, body_for("fixed"), {}, self.pt, duration=d)
+                else:
+                    got[which] = self.closed(url, body, headers, server, duration=d)
+            if got["pt"]["rps"] and got["gw"]["rps"]:
+                rps.append(round(got["gw"]["rps"] / got["pt"]["rps"], 3))
+            c_pt, c_gw = got["pt"].get("server_cpu_us_per_req"), got["gw"].get("server_cpu_us_per_req")
+            if c_pt and c_gw:
+                cpu.append(round(c_pt / c_gw, 3))
+        out = {"rounds": self.dur.interleave_rounds, "seconds": d, "rps_ratios": rps, "cpu_ratios": cpu,
+               "rps_ratio_median": round(statistics.median(rps), 3) if rps else None,
+               "cpu_ratio_median": round(statistics.median(cpu), 3) if cpu else None}
+        print(f"    {name} vs passthrough, interleaved {len(rps)} rounds of {d:g} s: req/s ratio median "
+              f"{out['rps_ratio_median']} (range {min(rps, default=0):.2f}–{max(rps, default=0):.2f}), CPU ratio median "
+              f"{out['cpu_ratio_median']}", flush=True)
+        return out
+
     # -- scenarios
 
     def run_scenario(self, sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
@@ -258,6 +289,7 @@ class Bench:
                 print(f"    common open-loop rate = {self.rate:,.0f} req/s (half of {sc.name} max)", flush=True)
         if sc.bracket:
             row["passthrough_after"] = self.measure_passthrough(f"after {sc.name}")
+            row["interleaved"] = self.interleave(sc.name, url, body, headers, server)
         if sc.open and self.rate:
             rate = self.rate
             own = row.get("closed", {}).get("rps")

@@ -16,10 +16,12 @@ class Durations:
     stream_rate: float = 100.0
     chunk_delay_ms: float = 2.0
     chunks: int = 8
+    interleave_rounds: int = 8          # bracketed scenarios: alternate short runs with the pass-through
+    interleave_s: float = 2.0
 
     @classmethod
     def quick(cls) -> "Durations":
-        return cls(closed=3, open=3, stream=2, warmup=0.5)
+        return cls(closed=3, open=3, stream=2, warmup=0.5, interleave_rounds=3, interleave_s=1.5)
 
     @classmethod
     def full(cls) -> "Durations":

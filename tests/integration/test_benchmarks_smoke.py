@@ -166,6 +166,8 @@ def test_report_ratios_and_soak_verdict():
         {"name": "passthrough", "status": "ok", "closed": {"rps": 3000, "server_cpu_us_per_req": 300}},
         {"name": "full_miss", "status": "ok", "passthrough_before": 2900, "passthrough_after": 3100,
          "closed": {"rps": 2400, "server_cpu_us_per_req": 400},
+         "interleaved": {"rps_ratios": [0.66, 0.71, 0.74], "cpu_ratios": [0.7, 0.72, 0.69],
+                         "rps_ratio_median": 0.71, "cpu_ratio_median": 0.7},
          "open": {"rate": 500, "latency_ms": {"p50": 1.5, "p90": 3.0, "p99": 6.5}}},
         {"name": "full_minus_dlp", "status": "ok", "closed": {"rps": 2500, "server_cpu_us_per_req": 380}},
     ]
@@ -177,6 +179,8 @@ def test_report_ratios_and_soak_verdict():
     results = {t["target"]: t["result"] for t in d["targets"]}
     assert results["full chain (miss) throughput vs pass-through"] == "pass"
     assert results["exact cache hit throughput vs pass-through"] == "n/a"
+    assert fm["x_passthrough_interleaved"] == 0.71 and fm["interleaved_rounds"] == 3
+    assert results["full chain (miss) throughput vs pass-through, interleaved median of 3 rounds"] == "pass"
 
     flat = verdict([{"t_s": t, "rss_mb": 100 + (t % 3) * 0.5} for t in range(0, 100, 10)])
     assert flat["flat"] and flat["below_limit"]
