@@ -213,6 +213,8 @@ def count_tokens(text: str, model: str | None = None) -> int:
 def micros_to_usd(micros: int) -> str:
     """Exact decimal dollars with 6 places (integer arithmetic: it is on every response)."""
     m = int(micros)
+    if m == 0:
+        return "0.000000"  # cache hits, errors, free models
     sign = "-" if m < 0 else ""
     whole, frac = divmod(abs(m), 1_000_000)
     return f"{sign}{whole}.{frac:06d}"

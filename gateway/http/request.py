@@ -105,7 +105,8 @@ def validate_body(endpoint: str, body: dict[str, Any]) -> None:
         msgs = body.get("messages")
         _require(isinstance(msgs, list) and len(msgs) > 0, "`messages` is required and must be a non-empty array", "messages")
         for i, m in enumerate(msgs):
-            _require(isinstance(m, dict) and isinstance(m.get("role"), str), f"messages[{i}] must be an object with a `role`", f"messages[{i}]")
+            if not (isinstance(m, dict) and isinstance(m.get("role"), str)):  # the message is built only on failure
+                raise GatewayError("invalid_request", f"messages[{i}] must be an object with a `role`", param=f"messages[{i}]")
     elif endpoint == Endpoint.COMPLETIONS:
         p = body.get("prompt")
         _require(isinstance(p, (str, list)), "`prompt` is required (a string or an array)", "prompt")

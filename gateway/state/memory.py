@@ -86,28 +86,27 @@ class MemoryState:
     async def rate_admit(self, rid: str, limits: Sequence[RateLimit]) -> RateDecision:
         now = self._now()
         self._gc(now)
-        logs: list[_Log | None] = []
-        used: list[int] = []
+        logs = self._logs
+        seen: list[tuple[RateLimit, _Log | None, int]] = []  # each limit with its log and what it has used
         failing = -1
-        for i, lim in enumerate(limits):
+        for lim in limits:
             if lim.window_ms > 0:
-                log = self._log(lim.key)
+                log = logs.get(lim.key)
+                if log is None:
+                    log = logs[lim.key] = _Log()
                 log.prune(now - lim.window_ms)
                 u = log.total
             else:
                 log = None
                 count, exp = self._fixed.get(lim.key, (0, 0))
                 u = count if exp > now else 0
-            logs.append(log)
-            used.append(u)
             if failing < 0 and u + lim.cost > lim.limit:
-                failing = i
+                failing = len(seen)
+            seen.append((lim, log, u))
         admitted = failing < 0
         remaining: list[int] = []
         resets: list[int] = []
-        for i, lim in enumerate(limits):
-            u = used[i]
-            log = logs[i]
+        for i, (lim, log, u) in enumerate(seen):
             if admitted:
                 u += lim.cost
                 if log is not None:

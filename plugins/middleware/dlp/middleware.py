@@ -97,7 +97,7 @@ class Dlp:
         tally = Tally(call, self.sink, self.totals)
         hits: list[tuple[object, object, str, list[Finding]]] = []
         bracketed: list[str] = []
-        blocked: Counter[str] = Counter()
+        blocked: dict[str, int] = {}
         masking = False
         for container, key in iter_slots(call.body):
             text = container[key]  # type: ignore[index]
@@ -109,7 +109,7 @@ class Dlp:
                 for f in findings:
                     action = actions[f.detector]
                     if action == "block":
-                        blocked[f.detector] += 1
+                        blocked[f.detector] = blocked.get(f.detector, 0) + 1
                     elif action == "mask":
                         masking = True
         if blocked:
@@ -120,7 +120,8 @@ class Dlp:
             summary = ", ".join(f"{name}: {n}" for name, n in sorted(blocked.items()))
             raise GatewayError("dlp_violation", f"request blocked by the data loss prevention policy ({summary})",
                                details={"detectors": dict(sorted(blocked.items()))})
-        vault = Vault((lambda token: any(token in t for t in bracketed)) if bracketed else None)
+        # Nothing found and no response scan: no vault to fill or restore from (the common case).
+        vault = Vault((lambda token: any(token in t for t in bracketed)) if bracketed else None) if hits or policy.scan_response else None
         for container, key, text, findings in hits:
             container[key] = rewrite(text, findings, actions, vault if masking else None, tally)  # type: ignore[index]
         call.facts.extra["dlp_scan_ms"] = (time.perf_counter() - started) * 1000
