@@ -7,7 +7,7 @@ CONFIG  ?= config/gateway.yaml
 # torch==2.13.0 is the CPU build that lies on this machine; a bare `torch` pulls CUDA.
 TORCH   ?= torch==2.13.0
 
-.PHONY: run install install-test install-semantic system-deps test test-fast bench bench-quick bench-cache soak eval-cache fuzz lint clean
+.PHONY: run install install-test install-semantic system-deps test test-fast bench bench-quick bench-instructions bench-cache soak eval-cache fuzz lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench: install-test system-deps
 
 bench-quick: install-test
 	$(BIN)/python -m benchmarks.run --quick
+
+# Instructions per request under callgrind: repeatable where wall-clock CPU drifts (benchmarks/instructions.py).
+bench-instructions: install-test system-deps
+	@command -v valgrind >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind) >/dev/null 2>&1
+	$(BIN)/python -m benchmarks.instructions passthrough router full exact_cache
 
 bench-cache: install-test
 	$(BIN)/python -m benchmarks.bench_semantic_cache
