@@ -105,10 +105,11 @@ class Metrics:
                                  ["provider"], registry=r, multiprocess_mode="min")
         for name in self._providers:
             self.provider_up.labels(name).set(1)
-        probe = self.latency.labels("_probe", "_probe")
-        if not all(hasattr(probe, a) for a in ("_upper_bounds", "_buckets", "_sum")):
-            self._defer = False  # a prometheus_client without these internals: observe() directly
-        self.latency.remove("_probe", "_probe")
+        if self._defer:  # (never probe in multiprocess mode: the probe series would stay in the shared files)
+            probe = self.latency.labels("_probe", "_probe")
+            if not all(hasattr(probe, a) for a in ("_upper_bounds", "_buckets", "_sum")):
+                self._defer = False  # a prometheus_client without these internals: observe() directly
+            self.latency.remove("_probe", "_probe")
         services.metrics = self
         services.extras["metrics"] = self
 

@@ -62,3 +62,4 @@ def test_metrics_add_up_across_two_workers(gateway_factory, tmp_path):
         totals.append(total)
     assert totals == [40.0] * 4, totals
     assert len(list(prom_dir.glob("*.db"))) >= 2  # both workers wrote their share
+    assert "_probe" not in text  # no stray series in the shared files
