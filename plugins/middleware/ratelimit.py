@@ -39,7 +39,6 @@ from gateway.state.periods import period_of
 log = logging.getLogger("watchllm.ratelimit")
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class PlanLimits:
     rpm: int | None = field(default=None, metadata={"help": "requests per window per project"})
