@@ -131,6 +131,7 @@ def read_rows(fd: int) -> Iterator[tuple[Any, ...]]:
     """The rows of one segment in today's column order; a torn or damaged line is skipped (it was
     never acknowledged)."""
     columns: list[str] = list(COLUMNS)
+    current = True  # the segment's columns are today's: rows need no remapping
     with os.fdopen(os.dup(fd), "rb") as f:
         for line in f:
             if not line.endswith(b"\n"):
@@ -142,8 +143,9 @@ def read_rows(fd: int) -> Iterator[tuple[Any, ...]]:
                 continue
             if isinstance(row, dict) and isinstance(row.get("columns"), list):
                 columns = [str(c) for c in row["columns"]]
+                current = tuple(columns) == COLUMNS
             elif isinstance(row, list) and len(row) == len(columns):
-                yield tuple(row) if columns == list(COLUMNS) else _remap(columns, row)
+                yield tuple(row) if current else _remap(columns, row)
             else:
                 log.warning("usage journal: skipping a line that does not match its header")
 

@@ -120,8 +120,9 @@ class Dlp:
             summary = ", ".join(f"{name}: {n}" for name, n in sorted(blocked.items()))
             raise GatewayError("dlp_violation", f"request blocked by the data loss prevention policy ({summary})",
                                details={"detectors": dict(sorted(blocked.items()))})
-        # Nothing found and no response scan: no vault to fill or restore from (the common case).
-        vault = Vault((lambda token: any(token in t for t in bracketed)) if bracketed else None) if hits or policy.scan_response else None
+        vault: Vault | None = None  # nothing found and no response scan (the common case): none to fill or restore
+        if hits or policy.scan_response:
+            vault = Vault((lambda token: any(token in t for t in bracketed)) if bracketed else None)
         for container, key, text, findings in hits:
             container[key] = rewrite(text, findings, actions, vault if masking else None, tally)  # type: ignore[index]
         call.facts.extra["dlp_scan_ms"] = (time.perf_counter() - started) * 1000

@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from gateway.call import is_mapping
+
 __all__ = ["CacheRequest", "normalize_text", "build_request", "ANSWER_PARAMS"]
 
 # Parameters that change what the model answers (sampling, format, limits, tools).
@@ -45,10 +47,6 @@ def normalize_text(text: str) -> str:
     if not text.isascii():
         text = unicodedata.normalize("NFC", text)
     return " ".join(text.split())
-
-
-def _is_map(obj: Any) -> bool:
-    return type(obj) is dict or isinstance(obj, Mapping)
 
 
 def _digest(obj: Any) -> str:
@@ -80,7 +78,7 @@ def _content_text(content: Any) -> tuple[str, bool]:
     if isinstance(content, list):
         texts, only_text = [], True
         for part in content:
-            if _is_map(part) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+            if is_mapping(part) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
                 texts.append(part["text"])
             else:
                 only_text = False
@@ -95,7 +93,7 @@ def _message_key(m: Mapping[str, Any], text: str | None = None) -> Any:
     rest = {k: v for k, v in m.items() if k not in ("content", "role")}
     content = m.get("content")
     if isinstance(content, list):  # keep image URLs, audio etc. in the key
-        rest["parts"] = [p for p in content if not (_is_map(p) and p.get("type", "text") == "text")]
+        rest["parts"] = [p for p in content if not (is_mapping(p) and p.get("type", "text") == "text")]
     return [m.get("role"), text, rest] if rest else [m.get("role"), text]
 
 
@@ -110,7 +108,7 @@ def build_request(project_id: str, endpoint: str, body: Mapping[str, Any]) -> Ca
         turns: list[tuple[str, str]] = []
         semantic_ok = True
         for m in messages:
-            if not _is_map(m):
+            if not is_mapping(m):
                 return None
             role = str(m.get("role") or "")
             content = m.get("content")

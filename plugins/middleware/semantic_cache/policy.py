@@ -15,6 +15,7 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway import GatewayError
+from gateway.call import is_mapping
 
 __all__ = ["skip_reason", "threshold_override"]
 
@@ -43,7 +44,7 @@ def skip_reason(headers: Mapping[str, str], body: Mapping[str, Any], max_tempera
     if isinstance(t, (int, float)) and t > max_temperature:
         return "temperature"
     for m in body.get("messages") or ():
-        if (type(m) is dict or isinstance(m, Mapping)) and (m.get("role") in ("tool", "function") or m.get("tool_calls") or m.get("function_call")):
+        if is_mapping(m) and (m.get("role") in ("tool", "function") or m.get("tool_calls") or m.get("function_call")):
             return "tool_calls"
     return None
 
