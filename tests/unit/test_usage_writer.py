@@ -47,8 +47,15 @@ def _segments(store: Store) -> list[Path]:
 
 def _journalled_ids(store: Store) -> set[str]:
     import orjson
-    lines = [orjson.loads(line) for seg in _segments(store) for line in seg.read_bytes().splitlines()]
+    lines = [orjson.loads(line) for seg in _segments(store)
+             for line in seg.read_bytes().split(b"\0")[0].splitlines()]  # a live segment: rows, then reserved zeros
     return {row[0] for row in lines if isinstance(row, list)}  # after each segment's header line
+
+
+def _die(journal: UsageJournal) -> None:
+    """What a kill -9 leaves: the mapping's pages in the file, no trim, the lock gone with the process."""
+    journal._map.close()
+    os.close(journal._fd)
 
 
 async def test_commit_mode_rows_share_commits_and_are_committed_on_return(store):
@@ -209,10 +216,15 @@ async def test_rows_left_in_the_journal_by_a_dead_process_are_replayed_once(stor
     rows = [usage_row(_call(i), _ok()) for i in range(3)]
     for row in rows:
         dead.append(row)
-    os.write(dead._fd, b'["torn-row", "proj')  # the kill came inside write(): never acknowledged
+    # The kill came inside the copy of a fourth row, never acknowledged: memcpy may store the tail
+    # (the newline) before the middle, so the torn line can end in a newline with zeros inside.
+    torn = b'["torn-row", "proj' + b"\0" * 16 + b'"]\n'
+    dead._map[dead._pos:dead._pos + len(torn)] = torn
     # A live writer's segment is not touched while its process holds it.
     assert await replay_journal(store, journal_dir(store.path)) == 0
-    dead.close(delete=False)  # the process is gone: its lock with it
+    path = dead.path
+    _die(dead)
+    assert path.stat().st_size > 4096, "a dead process's segment still holds its reserved zeros"
 
     writer = UsageWriter(store)
     await writer.start()  # replays before serving
@@ -226,6 +238,30 @@ async def test_rows_left_in_the_journal_by_a_dead_process_are_replayed_once(stor
     assert again.replayed == 0 and await _count(store) == 4
     await again.close()
     assert _segments(store) == []
+
+
+def test_rows_past_the_mapping_follow_the_last_row_and_a_kept_segment_is_trimmed(tmp_path):
+    from gateway.usage_journal import read_rows
+    from gateway.usage import usage_row
+    journal = UsageJournal(tmp_path / "j", segment_bytes=2048)  # maps 4 KiB: ~15 rows, then pwrite
+    journal.open()
+    rows = [usage_row(_call(i), _ok()) for i in range(60)]
+    for row in rows:
+        journal.append(row)
+    assert journal._pos > journal._cap, "the test must go past the mapping"
+    path, used = journal.path, journal._pos
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert [r[0] for r in read_rows(fd)] == [r[0] for r in rows]  # while live, in order
+    finally:
+        os.close(fd)
+    journal.close(delete=False)
+    assert path.stat().st_size == used  # no reserved zeros left in a closed segment
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert [r[0] for r in read_rows(fd)] == [r[0] for r in rows]
+    finally:
+        os.close(fd)
 
 
 async def test_full_segments_are_rotated_and_deleted_once_committed(store):
