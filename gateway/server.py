@@ -25,7 +25,7 @@ from .config import Config, PluginEntry, load_config
 from .pipeline import build_chain
 from .plugin import Services
 from .pricing import Pricing
-from .http.errors import error_middleware
+from .http.errors import install_error_boundary
 from .http.keys import CHAIN, RUNTIME, SERVICES, WRITER
 from .http.protocol import GuardedRunner
 from .http.routes import setup_routes
@@ -145,7 +145,8 @@ def build_app(config: Config, *, services: Services | None = None) -> web.Applic
     logging.getLogger("watchllm").setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
     if services is None:
         services = Services(config=config, log=log, pricing=_make_pricing(config))
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_body_bytes)
+    app = web.Application(client_max_size=config.server.max_body_bytes)
+    install_error_boundary(app)
     app[SERVICES] = services
     app[RUNTIME] = {"started": time.monotonic(), "started_wall": time.time(), "ready": False, "draining": False,
                     "in_flight": 0, "shed": 0}

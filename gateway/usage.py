@@ -5,7 +5,8 @@ successful response (the JSON body, or ``data: [DONE]``). What "durable" means t
 ``WATCHLLM_USAGE_ACK``:
 
 * ``journal`` (the default for a database file): ``record`` appends the row to this process's
-  usage journal (``gateway/usage_journal.py``: one ``write(2)``, a few microseconds) and returns;
+  usage journal (``gateway/usage_journal.py``: a copy into a shared memory map, about a
+  microsecond) and returns;
   the row is committed to SQLite in the background. A killed process loses nothing: the next
   process to open the store replays the journal. Every read of the usage table (admin API,
   alerts, a budget counter re-seeded from the store) first waits, bounded, for the rows already
@@ -37,7 +38,7 @@ section for it yet, hence the environment variables.
 
 Metrics: ``queue_depth``, ``listeners`` (called after every commit with
 ``(rows, flush_seconds, queue_depth)``) and ``waiters`` (called per record with the seconds it
-waited: the journal write, or the commit) let the metrics middleware export them without this
+waited: the journal copy, or the commit) let the metrics middleware export them without this
 module importing prometheus.
 """
 from __future__ import annotations
