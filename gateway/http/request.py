@@ -41,15 +41,21 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
     ctype = request.headers.get("Content-Type", "application/json")
     if ctype and "json" not in ctype.lower():
         raise GatewayError("invalid_request", f"expected an application/json body, got {ctype.split(';')[0]!r}")
-    buf = bytearray()
     content = request.content
-    while True:
-        piece = await content.readany()
-        if not piece:
-            break
-        buf += piece
+    buf: bytes | bytearray
+    if content.is_eof():  # the usual case: the whole body came with the headers; no coroutine to await
+        buf = content.read_nowait()
         if len(buf) > max_bytes:
             raise GatewayError("payload_too_large", f"request body exceeds the limit of {max_bytes} bytes")
+    else:
+        buf = bytearray()
+        while True:
+            piece = await content.readany()
+            if not piece:
+                break
+            buf += piece
+            if len(buf) > max_bytes:
+                raise GatewayError("payload_too_large", f"request body exceeds the limit of {max_bytes} bytes")
     if not buf:
         raise GatewayError("invalid_request", "request body is empty; expected a JSON object")
     containers = _check_containers(buf)
@@ -64,7 +70,7 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
     return data
 
 
-def _check_containers(buf: bytearray) -> int:
+def _check_containers(buf: bytes | bytearray) -> int:
     """Refuse bodies with absurd numbers of objects/arrays before parsing them (memory bound).
 
     The fast path counts brace bytes; only when that exceeds the cap are string contents

@@ -32,8 +32,9 @@ _OVERLOADED = GatewayError("service_unavailable", "the gateway is at capacity; r
 
 def _proxy(endpoint: str) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
-        services = request.app[SERVICES]
-        runtime = request.app[RUNTIME]
+        app = request.app  # a property chain in aiohttp: looked up once
+        services = app[SERVICES]
+        runtime = app[RUNTIME]
         rid = request_id(request)
         # Load shedding: past server.max_in_flight the excess is refused at once, before its body is read,
         # so admitted requests keep their latency and memory stays bounded.
@@ -47,9 +48,9 @@ def _proxy(endpoint: str) -> Any:
                 call = make_call(request, endpoint, body, rid)
             except GatewayError as err:
                 return error_response(err, rid)
-            chain: Handler = request.app[CHAIN]
+            chain: Handler = app[CHAIN]
             reply = await chain(call)
-            return await request.app[WRITER].write(request, call, reply)
+            return await app[WRITER].write(request, call, reply)
         finally:
             runtime["in_flight"] -= 1
 

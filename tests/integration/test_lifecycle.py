@@ -62,6 +62,27 @@ def test_body_over_the_limit_is_413(gateway_factory, tmp_path):
     assert exc.value.status_code == 413 and exc.value.code == "payload_too_large"
 
 
+@pytest.mark.parametrize("size, status", [(1500, 200), (5000, 413)])
+def test_a_chunked_body_is_bounded_without_a_content_length(gateway_factory, tmp_path, size, status):
+    # No Content-Length to refuse up front: the limit holds while (or after) the body is read.
+    import socket
+
+    gw = gateway_factory(base_config(tmp_path, server={"max_body_bytes": 2048, "shutdown_timeout": 5}))
+    body = json.dumps({"model": "mock", "messages": [{"role": "user", "content": "x" * (size - 60)}]}).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 700]), body[i:i + 700]) for i in range(0, len(body), 700))
+    raw = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks + b"0\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        s.sendall(raw)  # one write: the whole body is there when the handler starts
+        resp = b""
+        while chunk := s.recv(65536):
+            resp += chunk
+    head, _, payload = resp.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == str(status).encode(), head
+    if status == 413:
+        assert b'"payload_too_large"' in payload
+
+
 def test_sigterm_drains_in_flight_requests_then_exits_zero(gateway_factory, tmp_path):
     gw = gateway_factory(base_config(tmp_path))
     c = openai.OpenAI(base_url=gw.base_url, api_key="k", max_retries=0, timeout=20)

@@ -37,6 +37,9 @@ class Entry:
     expires: float
     vector: Any = None  # np.ndarray (dim,) float32, or None for exact-only entries
     _facts: Facts | None = field(default=None, repr=False)
+    # What every hit on this entry replays, worked out at its first hit: (pricing, the response as
+    # JSON bytes, its Usage, tokens saved, cost saved by that pricing). A reload brings new pricing.
+    served: tuple[Any, bytes, Any, int, int] | None = field(default=None, repr=False)
 
     @property
     def facts(self) -> Facts:

@@ -204,15 +204,20 @@ class SemanticCache:
         self._count(call.project_id).stored += 1
 
     def _serve(self, call: Call, entry: Entry, kind: str, score: float) -> Reply:
-        body = orjson.loads(orjson.dumps(entry.response))
+        pricing = self.services.pricing
+        served = entry.served
+        if served is None or served[0] is not pricing:
+            usage = Usage.from_openai(entry.response.get("usage"))
+            served = entry.served = (pricing, orjson.dumps(entry.response), usage, usage.total_tokens if usage else 0,
+                                     pricing.cost_micros(entry.model, usage))
+        body = orjson.loads(served[1])  # a fresh copy: layers above may edit the reply
         body["id"], body["created"] = new_id(), int(time.time())
-        usage = Usage.from_openai(body.get("usage"))
-        saved = usage.total_tokens if usage else 0
+        saved = served[3]
         call.facts.cached = kind
         call.facts.provider = "cache"
         call.facts.model_served = entry.model
         call.facts.tokens_saved = saved
-        call.facts.cost_saved_micros = self.services.pricing.cost_micros(entry.model, usage)
+        call.facts.cost_saved_micros = served[4]
         call.reply_headers["x-watchllm-cached"] = "true"
         call.reply_headers["x-watchllm-tokens-saved"] = str(saved)
         call.reply_headers["x-watchllm-cache-kind"] = kind
