@@ -335,7 +335,7 @@ class UsageWriter:
         if self._rotated and self._rotated[0][0] <= self._done:
             keep = []
             for last, path in self._rotated:
-                if last <= self._done:  # off the event loop: freeing an 8 MB file can take milliseconds
+                if last <= self._done:  # off the event loop: freeing a segment file can take milliseconds
                     asyncio.get_running_loop().run_in_executor(None, _discard, path)
                 else:
                     keep.append((last, path))
