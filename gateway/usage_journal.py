@@ -49,6 +49,7 @@ log = logging.getLogger("watchllm.usage")
 
 SEGMENT_BYTES = 4 * 1024 * 1024  # rotate after this many bytes (once its rows are committed it is deleted)
 MAP_FACTOR = 2                    # the mapping holds twice that: rows keep coming between a rotation's checks
+RELEASE_BYTES = 256 * 1024        # pages written this far behind the end leave this process's RSS (madvise)
 REPLAY_BATCH = 1000
 _HEADER = orjson.dumps({"watchllm_usage_journal": 1, "columns": list(COLUMNS)}, option=orjson.OPT_APPEND_NEWLINE)
 
@@ -70,12 +71,13 @@ class UsageJournal:
         self._cap = 0    # bytes mapped
         self._pos = 0    # bytes used: the header and every row so far
         self._size = 0   # row bytes in this segment (rotation)
+        self._kept = 0   # mapped bytes before this offset are released from the process's resident set
 
     def open(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._fd, self.path, self._map, self._pos = self._new_segment()
         self._cap = len(self._map)
-        self._size = 0
+        self._size = self._kept = 0
 
     def _new_segment(self) -> tuple[int, Path, mmap.mmap, int]:
         # Lock under a temporary name, then rename: a segment is never visible unlocked.
@@ -103,12 +105,23 @@ class UsageJournal:
         end = pos + len(data)
         if end <= self._cap:
             self._map[pos:end] = data  # type: ignore[index]
+            if end - self._kept >= RELEASE_BYTES:
+                self._release_pages(end)
         else:  # past the mapping: carry on right after the last row, with a system call each
             n = os.pwrite(self._fd, data, pos)
             if n != len(data):  # a short write to a regular file: the disk is full
                 raise OSError(f"usage journal: short write ({n} of {len(data)} bytes)")
         self._pos = end
         self._size += len(data)
+
+    def _release_pages(self, end: int) -> None:
+        """Unmap the written pages behind ``end`` from this process. They stay in the page cache (dirty
+        pages of a shared file mapping are the file's, written back as usual), so nothing is lost; without
+        this, a segment's touched pages count in the RSS until it rotates, a sawtooth of megabytes."""
+        upto = end - end % mmap.PAGESIZE
+        if upto > self._kept:
+            self._map.madvise(mmap.MADV_DONTNEED, self._kept, upto - self._kept)  # type: ignore[union-attr]
+            self._kept = upto
 
     def full(self) -> bool:
         return self._size >= self.segment_bytes
@@ -122,7 +135,7 @@ class UsageJournal:
         self._release(trim=True)
         self._fd, self.path, self._map, self._pos = new
         self._cap = len(self._map)
-        self._size = 0
+        self._size = self._kept = 0
         return old
 
     def close(self, *, delete: bool) -> None:

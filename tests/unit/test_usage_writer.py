@@ -264,6 +264,37 @@ def test_rows_past_the_mapping_follow_the_last_row_and_a_kept_segment_is_trimmed
         os.close(fd)
 
 
+def test_rows_behind_the_end_leave_the_resident_set_and_stay_in_the_file(tmp_path):
+    from gateway.usage_journal import RELEASE_BYTES, read_rows
+    from gateway.usage import usage_row
+    journal = UsageJournal(tmp_path / "j")
+    journal.open()
+    rows = [usage_row(_call(i), _ok()) for i in range(5000)]  # ~1.2 MB: several releases
+    for row in rows:
+        journal.append(row)
+    assert journal._kept >= 3 * RELEASE_BYTES
+
+    def mapped_rss_kb() -> int:
+        lines = Path("/proc/self/smaps").read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.endswith(str(journal.path)):
+                return next(int(x.split()[1]) for x in lines[i + 1:] if x.startswith("Rss:"))
+        raise AssertionError("segment not mapped")
+
+    assert mapped_rss_kb() * 1024 <= RELEASE_BYTES + 8192  # only the pages not yet released
+    fd = os.open(journal.path, os.O_RDONLY)
+    try:
+        assert [r[0] for r in read_rows(fd)] == [r[0] for r in rows]  # released pages kept their rows
+    finally:
+        os.close(fd)
+    _die(journal)  # and a kill keeps them too
+    fd = os.open(next((tmp_path / "j").glob("seg-*.jsonl")), os.O_RDONLY)
+    try:
+        assert len(list(read_rows(fd))) == 5000
+    finally:
+        os.close(fd)
+
+
 async def test_full_segments_are_rotated_and_deleted_once_committed(store):
     writer = UsageWriter(store, journal_segment_bytes=4096)
     await writer.start()
