@@ -34,6 +34,7 @@ from gateway.reply import Outcome, Reply
 from .breaker import Breaker, BreakerSettings
 from .retry import RetryBudget, RetryPolicy
 from .strategies import Strategy, TargetState, make_strategy
+from .timeout import within
 
 __all__ = ["Router", "RouterConfig"]
 
@@ -298,7 +299,7 @@ class Router:
         handed_off = False
         try:
             try:
-                async with asyncio.timeout(timeout):
+                with within(timeout):
                     reply = await self._send(provider, body, target, call)
             except TimeoutError:
                 state.failures += 1
