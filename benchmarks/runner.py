@@ -208,6 +208,32 @@ class Bench:
               f"{out['cpu_ratio_median']}", flush=True)
         return out
 
+    def interleave_open(self, name: str, url: str, body: BodySource, headers: dict[str, str], rate: float) -> dict[str, Any]:
+        """Open loops at ``rate`` alternating between the upstream alone (direct) and this scenario, in ABBA
+        order; each round's added p50/p99 compares two runs seconds apart. A stall of the machine (seen: a
+        direct p99 of 112 ms in one 10 s run) then spoils one round, not the comparison."""
+        direct_url = f"http://127.0.0.1:{self.mock_port}/v1/chat/completions"
+        d = self.dur.latency_s
+        added: dict[str, list[float]] = {"p50": [], "p99": []}
+        for i in range(self.dur.latency_rounds):
+            order = ("direct", "gw") if i % 2 == 0 else ("gw", "direct")
+            got: dict[str, dict[str, float]] = {}
+            for which in order:
+                u, b, h = (direct_url, body_for("unique"), {}) if which == "direct" else (url, body, headers)
+                res = asyncio.run(loadgen.open_loop(u, b, rate=rate, duration=d, headers=h, max_connections=256))
+                got[which] = res.latency_ms
+            for p in added:
+                if got["gw"].get(p) is not None and got["direct"].get(p) is not None:
+                    added[p].append(round(got["gw"][p] - got["direct"][p], 3))
+        out = {"rounds": self.dur.latency_rounds, "seconds": d, "rate": rate,
+               "added_p50_ms": added["p50"], "added_p99_ms": added["p99"],
+               "added_p50_median": round(statistics.median(added["p50"]), 3) if added["p50"] else None,
+               "added_p99_median": round(statistics.median(added["p99"]), 3) if added["p99"] else None}
+        print(f"    {name} vs direct, open loop @ {rate:,.0f}/s, interleaved {len(added['p99'])} rounds of {d:g} s: added p50 "
+              f"median {out['added_p50_median']} ms, added p99 median {out['added_p99_median']} ms "
+              f"(p99 range {min(added['p99'], default=0):.2f}–{max(added['p99'], default=0):.2f})", flush=True)
+        return out
+
     # -- scenarios
 
     def run_scenario(self, sc: Scenario, spec: dict[str, Any]) -> dict[str, Any]:
@@ -297,6 +323,8 @@ class Bench:
                 rate = round(own / 2, 1)
             row["open"] = self.open(url, body, headers, rate, server)
             _print_open(sc.name, row["open"])
+            if sc.latency_rounds:
+                row["open_interleaved"] = self.interleave_open(sc.name, url, body, headers, rate)
         if sc.stream:
             row["stream"] = self.stream(url, headers)
             _print_stream(sc.name, row["stream"])

@@ -18,10 +18,12 @@ class Durations:
     chunks: int = 8
     interleave_rounds: int = 8          # bracketed scenarios: alternate short runs with the pass-through
     interleave_s: float = 2.0
+    latency_rounds: int = 8             # scenarios with latency_rounds: open loop alternating with direct
+    latency_s: float = 3.0
 
     @classmethod
     def quick(cls) -> "Durations":
-        return cls(closed=3, open=3, stream=2, warmup=0.5, interleave_rounds=3, interleave_s=1.5)
+        return cls(closed=3, open=3, stream=2, warmup=0.5, interleave_rounds=3, interleave_s=1.5, latency_rounds=3, latency_s=2.0)
 
     @classmethod
     def full(cls) -> "Durations":
@@ -44,6 +46,7 @@ class Scenario:
     workers: int = 1
     pinned: bool = True
     bracket: bool = False               # measure the pass-through right before and after (noise control)
+    latency_rounds: bool = False        # also open loops alternating with direct, added latency per round (noise control)
     quick: bool = True                  # part of --quick
     drop: str | None = None             # "full minus X": the middleware left out
     prime: bool = False                 # send the cacheable body once before measuring
@@ -56,7 +59,7 @@ def scenarios() -> list[Scenario]:
         Scenario("passthrough", "core", "bare aiohttp pass-through proxy (the ceiling)", target="passthrough", stream=True),
         Scenario("router", "core", "gateway, pipeline [router]", pipeline="router", stream=True, body="unique"),
         Scenario("full_miss", "core", "full chain, cache miss: metrics, auth, ratelimit, budget, dlp, router",
-                 pipeline="full", stream=True, body="unique", bracket=True),
+                 pipeline="full", stream=True, body="unique", bracket=True, latency_rounds=True),
         Scenario("full_miss_commit", "core", "full chain, usage acknowledged after its SQLite commit (WATCHLLM_USAGE_ACK=commit)",
                  pipeline="full", body="unique", env={"WATCHLLM_USAGE_ACK": "commit"}, quick=False),
         Scenario("router_memstore", "core", "gateway [router], store sqlite :memory: (usage rows not on disk)",

@@ -168,7 +168,9 @@ def test_report_ratios_and_soak_verdict():
          "closed": {"rps": 2400, "server_cpu_us_per_req": 400},
          "interleaved": {"rps_ratios": [0.66, 0.71, 0.74], "cpu_ratios": [0.7, 0.72, 0.69],
                          "rps_ratio_median": 0.71, "cpu_ratio_median": 0.7},
-         "open": {"rate": 500, "latency_ms": {"p50": 1.5, "p90": 3.0, "p99": 6.5}}},
+         "open": {"rate": 500, "latency_ms": {"p50": 1.5, "p90": 3.0, "p99": 6.5}},
+         "open_interleaved": {"added_p50_ms": [0.4, 0.6, 0.5], "added_p99_ms": [2.0, 40.0, 3.0],
+                              "added_p50_median": 0.5, "added_p99_median": 3.0}},
         {"name": "full_minus_dlp", "status": "ok", "closed": {"rps": 2500, "server_cpu_us_per_req": 380}},
     ]
     d = derive({"passthrough_rps_samples": [2900, 3100]}, rows)
@@ -181,6 +183,11 @@ def test_report_ratios_and_soak_verdict():
     assert results["exact cache hit throughput vs pass-through"] == "n/a"
     assert fm["x_passthrough_interleaved"] == 0.71 and fm["interleaved_rounds"] == 3
     assert results["full chain (miss) throughput vs pass-through, interleaved median of 3 rounds"] == "pass"
+    # a round with a stall (40 ms) does not move the median of the alternating rounds
+    assert results["full chain added p99 vs direct at ½ max"] == "pass"  # 3.5 ms in the single run here
+    assert fm["added_p99_ms_interleaved"] == 3.0 and fm["latency_rounds"] == 3
+    assert results["full chain added p99 vs direct at ½ max, interleaved median of 3 rounds"] == "pass"
+    assert results["full chain added p50 vs direct at ½ max, interleaved median of 3 rounds"] == "pass"
 
     flat = verdict([{"t_s": t, "rss_mb": 100 + (t % 3) * 0.5} for t in range(0, 100, 10)])
     assert flat["flat"] and flat["below_limit"]
