@@ -76,6 +76,8 @@ def scenarios() -> list[Scenario]:
         Scenario("workers_2", "scale", "full chain, 2 workers (SO_REUSEPORT), unpinned",
                  pipeline="full", body="unique", pinned=False, open=False, workers=2),
     ]
+    out.append(Scenario("full_ref", "middleware", "full chain again, measured like the rows below (their reference)",
+                        pipeline="full", body="unique", open=False))
     for mw in ("metrics", "auth", "ratelimit", "budget", "dlp"):
         out.append(Scenario(f"full_minus_{mw}", "middleware", f"full chain without {mw} (its share = full − this)",
                             pipeline="full", drop=mw, body="unique", open=False))

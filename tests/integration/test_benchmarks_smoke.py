@@ -189,6 +189,11 @@ def test_report_ratios_and_soak_verdict():
     assert results["full chain added p99 vs direct at ½ max, interleaved median of 3 rounds"] == "pass"
     assert results["full chain added p50 vs direct at ½ max, interleaved median of 3 rounds"] == "pass"
 
+    # with the full chain measured again like the full_minus_* rows, the shares use that one
+    d2 = derive({"passthrough_rps_samples": [2900, 3100]},
+                rows + [{"name": "full_ref", "status": "ok", "closed": {"rps": 2450, "server_cpu_us_per_req": 390}}])
+    assert d2["middleware_share"]["dlp"]["cpu_us_per_req"] == 10.0
+
     flat = verdict([{"t_s": t, "rss_mb": 100 + (t % 3) * 0.5} for t in range(0, 100, 10)])
     assert flat["flat"] and flat["below_limit"]
     leak = verdict([{"t_s": t, "rss_mb": 100 + t} for t in range(0, 100, 10)])
