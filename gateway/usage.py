@@ -185,7 +185,12 @@ class UsageWriter:
     async def start(self) -> None:
         if self.journal is not None:
             self.replayed = await replay_journal(self.store, self.journal.directory)
-            self.journal.open()
+            try:
+                self.journal.open()  # reserves a segment's blocks: fails on a (nearly) full disk
+            except OSError as exc:
+                log.error("usage journal: cannot open a segment (%s); acknowledging rows after their commit", exc)
+                self.ack, self.journal = "commit", None
+        if self.journal is not None:
             self.store.usage.settle = self._settle
             self._adopt_task = asyncio.create_task(self._adopt_loop(), name="usage-journal-adopt")
         self._task = asyncio.create_task(self._run(), name="usage-writer")

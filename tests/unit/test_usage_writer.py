@@ -295,6 +295,22 @@ def test_rows_behind_the_end_leave_the_resident_set_and_stay_in_the_file(tmp_pat
         os.close(fd)
 
 
+async def test_a_disk_too_full_for_a_segment_starts_in_commit_mode(store, monkeypatch):
+    import errno
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    writer = UsageWriter(store)
+    await writer.start()  # the gateway still starts
+    assert writer.ack == "commit" and writer.journal is None
+    await writer.record(_call(1), _ok())
+    assert await _count(store) == 1  # acknowledged after its commit
+    assert _segments(store) == []
+    await writer.close()
+
+
 async def test_full_segments_are_rotated_and_deleted_once_committed(store):
     writer = UsageWriter(store, journal_segment_bytes=4096)
     await writer.start()
