@@ -84,6 +84,7 @@ class UsageJournal:
         name = f"seg-{os.getpid()}-{secrets.token_hex(6)}"
         tmp = self.directory / f".{name}.tmp"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        mapped: mmap.mmap | None = None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             cap = max(self.segment_bytes * MAP_FACTOR, len(_HEADER) + mmap.PAGESIZE)
@@ -93,6 +94,8 @@ class UsageJournal:
             path = self.directory / f"{name}.jsonl"
             os.rename(tmp, path)
         except BaseException:
+            if mapped is not None:
+                mapped.close()
             os.close(fd)
             tmp.unlink(missing_ok=True)
             raise

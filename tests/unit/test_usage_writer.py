@@ -52,6 +52,15 @@ def _journalled_ids(store: Store) -> set[str]:
     return {row[0] for row in lines if isinstance(row, list)}  # after each segment's header line
 
 
+def _rows_in(path: Path) -> list[tuple]:
+    from gateway.usage_journal import read_rows
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return list(read_rows(fd))
+    finally:
+        os.close(fd)
+
+
 def _die(journal: UsageJournal) -> None:
     """What a kill -9 leaves: the mapping's pages in the file, no trim, the lock gone with the process."""
     journal._map.close()
@@ -241,7 +250,6 @@ async def test_rows_left_in_the_journal_by_a_dead_process_are_replayed_once(stor
 
 
 def test_rows_past_the_mapping_follow_the_last_row_and_a_kept_segment_is_trimmed(tmp_path):
-    from gateway.usage_journal import read_rows
     from gateway.usage import usage_row
     journal = UsageJournal(tmp_path / "j", segment_bytes=2048)  # maps 4 KiB: ~15 rows, then pwrite
     journal.open()
@@ -250,22 +258,14 @@ def test_rows_past_the_mapping_follow_the_last_row_and_a_kept_segment_is_trimmed
         journal.append(row)
     assert journal._pos > journal._cap, "the test must go past the mapping"
     path, used = journal.path, journal._pos
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        assert [r[0] for r in read_rows(fd)] == [r[0] for r in rows]  # while live, in order
-    finally:
-        os.close(fd)
+    assert [r[0] for r in _rows_in(path)] == [r[0] for r in rows]  # while live, in order
     journal.close(delete=False)
     assert path.stat().st_size == used  # no reserved zeros left in a closed segment
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        assert [r[0] for r in read_rows(fd)] == [r[0] for r in rows]
-    finally:
-        os.close(fd)
+    assert [r[0] for r in _rows_in(path)] == [r[0] for r in rows]
 
 
 def test_rows_behind_the_end_leave_the_resident_set_and_stay_in_the_file(tmp_path):
-    from gateway.usage_journal import RELEASE_BYTES, read_rows
+    from gateway.usage_journal import RELEASE_BYTES
     from gateway.usage import usage_row
     journal = UsageJournal(tmp_path / "j")
     journal.open()
@@ -282,17 +282,10 @@ def test_rows_behind_the_end_leave_the_resident_set_and_stay_in_the_file(tmp_pat
         raise AssertionError("segment not mapped")
 
     assert mapped_rss_kb() * 1024 <= RELEASE_BYTES + 8192  # only the pages not yet released
-    fd = os.open(journal.path, os.O_RDONLY)
-    try:
-        assert [r[0] for r in read_rows(fd)] == [r[0] for r in rows]  # released pages kept their rows
-    finally:
-        os.close(fd)
+    assert [r[0] for r in _rows_in(journal.path)] == [r[0] for r in rows]  # released pages kept their rows
+    path = journal.path
     _die(journal)  # and a kill keeps them too
-    fd = os.open(next((tmp_path / "j").glob("seg-*.jsonl")), os.O_RDONLY)
-    try:
-        assert len(list(read_rows(fd))) == 5000
-    finally:
-        os.close(fd)
+    assert len(_rows_in(path)) == 5000
 
 
 async def test_a_disk_too_full_for_a_segment_starts_in_commit_mode(store, monkeypatch):

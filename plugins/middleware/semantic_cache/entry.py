@@ -9,13 +9,23 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from .guards import Facts, extract
 
-__all__ = ["Entry", "new_entry_id"]
+__all__ = ["Entry", "Replay", "new_entry_id"]
+
+
+class Replay(NamedTuple):
+    """What every hit on an entry replays, worked out at its first hit (a reload brings new pricing)."""
+
+    pricing: Any            # the Pricing the saving was computed with
+    body: bytes             # the response as JSON, copied per hit with one orjson.loads
+    usage: Any              # its Usage, or None
+    tokens_saved: int
+    cost_saved_micros: int
 
 
 def new_entry_id() -> int:
@@ -37,9 +47,7 @@ class Entry:
     expires: float
     vector: Any = None  # np.ndarray (dim,) float32, or None for exact-only entries
     _facts: Facts | None = field(default=None, repr=False)
-    # What every hit on this entry replays, worked out at its first hit: (pricing, the response as
-    # JSON bytes, its Usage, tokens saved, cost saved by that pricing). A reload brings new pricing.
-    served: tuple[Any, bytes, Any, int, int] | None = field(default=None, repr=False)
+    served: Replay | None = field(default=None, repr=False)
 
     @property
     def facts(self) -> Facts:

@@ -32,7 +32,7 @@ from gateway.chunks import completion_to_chunks, new_id
 
 from .config import SemanticCacheConfig, project_settings
 from .embedder import EmbeddingRunner, load_backend
-from .entry import Entry, new_entry_id
+from .entry import Entry, Replay, new_entry_id
 from .exact import CacheRequest, build_request
 from .guards import check, check_context, extract
 from .index import CacheIndex
@@ -206,18 +206,18 @@ class SemanticCache:
     def _serve(self, call: Call, entry: Entry, kind: str, score: float) -> Reply:
         pricing = self.services.pricing
         served = entry.served
-        if served is None or served[0] is not pricing:
+        if served is None or served.pricing is not pricing:
             usage = Usage.from_openai(entry.response.get("usage"))
-            served = entry.served = (pricing, orjson.dumps(entry.response), usage, usage.total_tokens if usage else 0,
-                                     pricing.cost_micros(entry.model, usage))
-        body = orjson.loads(served[1])  # a fresh copy: layers above may edit the reply
+            served = entry.served = Replay(pricing, orjson.dumps(entry.response), usage, usage.total_tokens if usage else 0,
+                                           pricing.cost_micros(entry.model, usage))
+        body = orjson.loads(served.body)  # a fresh copy: layers above may edit the reply
         body["id"], body["created"] = new_id(), int(time.time())
-        saved = served[3]
+        saved = served.tokens_saved
         call.facts.cached = kind
         call.facts.provider = "cache"
         call.facts.model_served = entry.model
         call.facts.tokens_saved = saved
-        call.facts.cost_saved_micros = served[4]
+        call.facts.cost_saved_micros = served.cost_saved_micros
         call.reply_headers["x-watchllm-cached"] = "true"
         call.reply_headers["x-watchllm-tokens-saved"] = str(saved)
         call.reply_headers["x-watchllm-cache-kind"] = kind
