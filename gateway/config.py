@@ -44,6 +44,7 @@ class ServerConfig:
     max_in_flight: int = field(default=1024, metadata={"help": "proxied requests in flight before new ones get 503 at once"})
     body_fields: bool = field(default=False, metadata={"help": "also put x_watchllm fields in JSON bodies"})
     access_log: bool = False
+    fast_front: bool = field(default=True, metadata={"help": "serve the proxied routes (POST /v1/chat/completions, /v1/completions, /v1/embeddings) with the lean llhttp front; false: aiohttp serves every request"})
     admin_enabled: bool = True
     gc_freeze: bool = field(default=True, metadata={"help": "after start-up, freeze start-up objects out of the cyclic GC and collect young objects less often (less CPU per request)"})
 

@@ -27,7 +27,7 @@ from .plugin import Services
 from .pricing import Pricing
 from .http.errors import install_error_boundary
 from .http.keys import CHAIN, RUNTIME, SERVICES, WRITER
-from .http.protocol import GuardedRunner
+from .http.protocol import FrontLimits, GuardedRunner
 from .http.routes import setup_routes
 from .http.writer import ReplyWriter
 from .logs import log_request
@@ -170,9 +170,13 @@ def build_app(config: Config, *, services: Services | None = None) -> web.Applic
 
 def _runner(app: web.Application, config: Config) -> web.AppRunner:
     s = config.server
+    fast = FrontLimits(max_line=s.max_line_size, max_field=s.max_field_size, max_headers=s.max_headers,
+                       max_body=s.max_body_bytes, header_timeout=s.header_read_timeout, keepalive=s.keepalive_timeout,
+                       access_log=s.access_log) if s.fast_front else None
     return GuardedRunner(
         app,
         header_timeout=s.header_read_timeout,
+        fast=fast,
         handler_cancellation=True,  # a client that disconnects cancels its upstream call
         access_log=logging.getLogger("watchllm.access") if s.access_log else None,
         keepalive_timeout=s.keepalive_timeout,

@@ -15,7 +15,9 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
-__all__ = ["GuardedRunner"]
+from .fastpath import FastProtocol, FrontLimits
+
+__all__ = ["GuardedRunner", "FrontLimits"]
 
 
 class _GuardedHandler(RequestHandler):
@@ -65,21 +67,31 @@ class _GuardedHandler(RequestHandler):
 
 class _GuardedServer(Server):
     header_timeout: float = 10.0
+    fast: tuple[web.Application, FrontLimits] | None = None
 
-    def __call__(self) -> RequestHandler:
-        return _GuardedHandler(self, loop=self._loop, header_timeout=self.header_timeout, **self._kwargs)
+    def handler(self) -> RequestHandler:
+        if self.header_timeout > 0:
+            return _GuardedHandler(self, loop=self._loop, header_timeout=self.header_timeout, **self._kwargs)
+        return RequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def __call__(self) -> asyncio.Protocol:
+        if self.fast is not None:
+            return FastProtocol(self, self.fast[0], self.fast[1], self.handler)
+        return self.handler()
 
 
 class GuardedRunner(web.AppRunner):
-    """``web.AppRunner`` whose connections get a request-header deadline."""
+    """``web.AppRunner`` whose connections get a request-header deadline, and the lean front (fastpath.py)."""
 
-    def __init__(self, app: web.Application, *, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, *, header_timeout: float, fast: FrontLimits | None = None, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._header_timeout = header_timeout
+        self._fast = fast
 
     async def _make_server(self) -> Server:
         server = await super()._make_server()
-        if self._header_timeout > 0:
-            server.__class__ = _GuardedServer  # same state, one overridden factory method
-            server.header_timeout = self._header_timeout  # type: ignore[attr-defined]
+        server.__class__ = _GuardedServer  # same state, overridden factory methods
+        server.header_timeout = self._header_timeout  # type: ignore[attr-defined]
+        if self._fast is not None:
+            server.fast = (self._app, self._fast)  # type: ignore[attr-defined]
         return server

@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 from aiohttp import web
@@ -12,7 +12,7 @@ from aiohttp import web
 from ..call import Call, Endpoint
 from ..errors import GatewayError
 
-__all__ = ["read_json", "make_call", "request_id"]
+__all__ = ["read_json", "read_body", "parse_json", "make_call", "build_call", "check_type", "request_id", "rid_from", "too_large"]
 
 _RID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 MAX_DEPTH = 64
@@ -26,21 +26,39 @@ _RID_PREFIX = os.urandom(8).hex()
 _rid_counter = itertools.count(1)
 
 
-def request_id(request: web.Request) -> str:
-    rid = request.headers.get("x-request-id")
+def rid_from(headers: Mapping[str, str]) -> str:
+    """The client's ``x-request-id`` when it is well-formed, else a new id."""
+    rid = headers.get("x-request-id")
     if rid and _RID.match(rid):
         return rid
     return f"{_RID_PREFIX}{next(_rid_counter):012x}"
 
 
-async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
-    """Read the body with a hard size cap (Content-Length or chunked) and parse it once."""
-    length = request.content_length
-    if length is not None and length > max_bytes:
-        raise GatewayError("payload_too_large", f"request body is {length} bytes; the limit is {max_bytes}")
-    ctype = request.headers.get("Content-Type", "application/json")
+def request_id(request: web.Request) -> str:
+    return rid_from(request.headers)
+
+
+def too_large(length: int, max_bytes: int) -> GatewayError:
+    return GatewayError("payload_too_large", f"request body is {length} bytes; the limit is {max_bytes}")
+
+
+def check_type(headers: Mapping[str, str]) -> None:
+    ctype = headers.get("Content-Type", "application/json")
     if ctype and "json" not in ctype.lower():
         raise GatewayError("invalid_request", f"expected an application/json body, got {ctype.split(';')[0]!r}")
+
+
+async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
+    """Read the body with a hard size cap (Content-Length or chunked) and parse it once."""
+    return parse_json(await read_body(request, max_bytes))
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes | bytearray:
+    """The request body, refused (413) as soon as it is known to exceed ``max_bytes``."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise too_large(length, max_bytes)
+    check_type(request.headers)
     content = request.content
     buf: bytes | bytearray
     if content.is_eof():  # the usual case: the whole body came with the headers; no coroutine to await
@@ -56,6 +74,11 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
             buf += piece
             if len(buf) > max_bytes:
                 raise GatewayError("payload_too_large", f"request body exceeds the limit of {max_bytes} bytes")
+    return buf
+
+
+def parse_json(buf: bytes | bytearray) -> dict[str, Any]:
+    """Parse a request body once, with bounds on its containers and nesting (400 otherwise)."""
     if not buf:
         raise GatewayError("invalid_request", "request body is empty; expected a JSON object")
     containers = _check_containers(buf)
@@ -131,6 +154,11 @@ def validate_body(endpoint: str, body: dict[str, Any]) -> None:
 
 
 def make_call(request: web.Request, endpoint: str, body: dict[str, Any], rid: str, *, validate: bool = True) -> Call:
+    return build_call(request.headers, request.remote or "", endpoint, body, rid, validate=validate)
+
+
+def build_call(headers: Mapping[str, str], client_ip: str, endpoint: str, body: dict[str, Any], rid: str, *,
+               validate: bool = True) -> Call:
     if validate:
         validate_body(endpoint, body)
     opts = body.get("stream_options")
@@ -139,7 +167,7 @@ def make_call(request: web.Request, endpoint: str, body: dict[str, Any], rid: st
         id=rid,
         endpoint=endpoint,
         body=body,
-        headers=request.headers,
-        client_ip=request.remote or "",
+        headers=headers,
+        client_ip=client_ip,
         client_include_usage=include_usage,
     )

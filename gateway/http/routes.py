@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 from aiohttp import web
@@ -13,21 +13,27 @@ from ..call import Endpoint
 from ..errors import GatewayError
 from ..pipeline import Handler
 from .keys import CHAIN, RUNTIME, SERVICES, WRITER
-from .request import make_call, read_json, request_id
+from .request import build_call, make_call, parse_json, read_body, request_id, rid_from
+from .writer import AiohttpSink, Sink
 
-__all__ = ["setup_routes", "error_response"]
+__all__ = ["setup_routes", "error_response", "error_headers", "run_call", "OVERLOADED", "PROXY_ROUTES"]
 
 log = logging.getLogger("watchllm.http")
 
 
-def error_response(err: GatewayError, rid: str | None = None) -> web.Response:
+def error_headers(err: GatewayError, rid: str | None = None) -> dict[str, str]:
     headers = dict(err.headers)
     if rid:
         headers["x-request-id"] = rid
-    return web.Response(status=err.status, body=orjson.dumps(err.body()), headers=headers, content_type="application/json")
+    headers["Content-Type"] = "application/json"
+    return headers
 
 
-_OVERLOADED = GatewayError("service_unavailable", "the gateway is at capacity; retry shortly", headers={"Retry-After": "1"})
+def error_response(err: GatewayError, rid: str | None = None) -> web.Response:
+    return web.Response(status=err.status, body=orjson.dumps(err.body()), headers=error_headers(err, rid))
+
+
+OVERLOADED = GatewayError("service_unavailable", "the gateway is at capacity; retry shortly", headers={"Retry-After": "1"})
 
 
 def _proxy(endpoint: str) -> Any:
@@ -35,27 +41,37 @@ def _proxy(endpoint: str) -> Any:
         app = request.app  # a property chain in aiohttp: looked up once
         services = app[SERVICES]
         runtime = app[RUNTIME]
-        rid = request_id(request)
+        headers = request.headers
+        rid = rid_from(headers)
         # Load shedding: past server.max_in_flight the excess is refused at once, before its body is read,
         # so admitted requests keep their latency and memory stays bounded.
         if runtime["in_flight"] >= services.config.server.max_in_flight:
             runtime["shed"] += 1
-            return error_response(_OVERLOADED, rid)
+            return error_response(OVERLOADED, rid)
         runtime["in_flight"] += 1
         try:
             try:
-                body = await read_json(request, services.config.server.max_body_bytes)
-                call = make_call(request, endpoint, body, rid)
+                buf = await read_body(request, services.config.server.max_body_bytes)
             except GatewayError as err:
                 return error_response(err, rid)
-            chain: Handler = app[CHAIN]
-            reply = await chain(call)
-            return await app[WRITER].write(request, call, reply)
+            return await run_call(app, endpoint, buf, headers, request.remote or "", rid, AiohttpSink(request))
         finally:
             runtime["in_flight"] -= 1
 
     handler.__name__ = f"proxy_{endpoint.replace('.', '_')}"
     return handler
+
+
+async def run_call(app: web.Application, endpoint: str, buf: bytes | bytearray, headers: Mapping[str, str],
+                   client_ip: str, rid: str, sink: Sink) -> Any:
+    """Parse the body into a Call, run the chain, write the Reply to ``sink`` (both HTTP fronts)."""
+    try:
+        call = build_call(headers, client_ip, endpoint, parse_json(buf), rid)
+    except GatewayError as err:
+        return sink.send(err.status, error_headers(err, rid), orjson.dumps(err.body()))
+    chain: Handler = app[CHAIN]
+    reply = await chain(call)
+    return await app[WRITER].write(sink, call, reply)
 
 
 async def _accepted(call: Any) -> Any:
@@ -116,10 +132,13 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(status=200 if ok else 503, body=orjson.dumps({"ready": ok}), content_type="application/json")
 
 
+# The proxied routes (POST); the lean front (fastpath.py) serves the same paths with ``run_call``.
+PROXY_ROUTES = {"/v1/chat/completions": Endpoint.CHAT, "/v1/completions": Endpoint.COMPLETIONS, "/v1/embeddings": Endpoint.EMBEDDINGS}
+
+
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/chat/completions", _proxy(Endpoint.CHAT))
-    app.router.add_post("/v1/completions", _proxy(Endpoint.COMPLETIONS))
-    app.router.add_post("/v1/embeddings", _proxy(Endpoint.EMBEDDINGS))
+    for path, endpoint in PROXY_ROUTES.items():
+        app.router.add_post(path, _proxy(endpoint))
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)

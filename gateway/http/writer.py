@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 import orjson
 from aiohttp import web
@@ -24,7 +24,7 @@ from ..pricing import micros_to_usd
 from ..reply import Outcome, Reply
 from ..streaming import StreamPump
 
-__all__ = ["ReplyWriter"]
+__all__ = ["ReplyWriter", "Sink", "AiohttpSink"]
 
 log = logging.getLogger("watchllm.http")
 
@@ -100,8 +100,53 @@ def _completion_text(body: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+class Sink(Protocol):
+    """Where a response goes: aiohttp's response objects, or the lean front (``gateway/http/fastpath.py``)."""
+
+    def send(self, status: int, headers: dict[str, str], body: bytes) -> Any:
+        """A whole response at once; returns what the server's handler returns."""
+
+    async def start(self, status: int, headers: dict[str, str]) -> None:
+        """Send the status and headers of a streamed (chunked) response."""
+
+    async def write(self, data: bytes) -> None:
+        """One piece of a streamed body (raises ``ConnectionResetError`` once the client is gone)."""
+
+    async def end(self) -> None:
+        """Finish a streamed body."""
+
+    def done(self) -> Any:
+        """After a stream: what the server's handler returns."""
+
+
+class AiohttpSink:
+    __slots__ = ("request", "resp")
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.resp: web.StreamResponse | None = None
+
+    def send(self, status: int, headers: dict[str, str], body: bytes) -> web.Response:
+        return web.Response(status=status, body=body, headers=headers)
+
+    async def start(self, status: int, headers: dict[str, str]) -> None:
+        self.resp = web.StreamResponse(status=status, headers=headers)
+        await self.resp.prepare(self.request)
+
+    async def write(self, data: bytes) -> None:
+        assert self.resp is not None
+        await self.resp.write(data)
+
+    async def end(self) -> None:
+        if self.resp is not None:
+            await self.resp.write_eof()
+
+    def done(self) -> web.StreamResponse | None:
+        return self.resp
+
+
 class ReplyWriter:
-    """Turns a Reply into an aiohttp response. One instance per server."""
+    """Turns a Reply into a response through a Sink. One instance per server."""
 
     def __init__(self, *, pricing: Any, body_fields: bool = False, final_hook: FinalHook | None = None) -> None:
         self.pricing = pricing
@@ -132,12 +177,12 @@ class ReplyWriter:
             h["x-watchllm-provider"] = call.facts.provider
         return h
 
-    async def write(self, request: web.Request, call: Call, reply: Reply) -> web.StreamResponse:
+    async def write(self, sink: Sink, call: Call, reply: Reply) -> Any:
         if reply.chunks is not None:
-            return await self._write_stream(request, call, reply)
-        return await self._write_json(call, reply)
+            return await self._write_stream(sink, call, reply)
+        return await self._write_json(sink, call, reply)
 
-    async def _write_json(self, call: Call, reply: Reply) -> web.Response:
+    async def _write_json(self, sink: Sink, call: Call, reply: Reply) -> Any:
         body = reply.body or {}
         ok = reply.status < 400
         usage = Usage.from_openai(body.get("usage")) if ok else None
@@ -162,21 +207,21 @@ class ReplyWriter:
                 "cost_usd": headers["x-watchllm-cost-usd"], "latency_ms": round(latency_ms, 1),
                 "tokens_saved": call.facts.tokens_saved,
             }}
-        return web.Response(status=reply.status, body=orjson.dumps(body), headers=headers, content_type=_JSON)
+        headers["Content-Type"] = _JSON
+        return sink.send(reply.status, headers, orjson.dumps(body))
 
-    async def _write_stream(self, request: web.Request, call: Call, reply: Reply) -> web.StreamResponse:
+    async def _write_stream(self, sink: Sink, call: Call, reply: Reply) -> Any:
         headers = self._headers(call, reply)
         headers.update(_SSE_HEADERS)
         headers["x-watchllm-latency-ms"] = f"{(time.perf_counter() - call.started) * 1000:.1f}"
         # The cost of a live stream is known only at its end (see the usage record and metrics).
         headers["x-watchllm-cost-usd"] = "0.000000" if call.facts.cached else "pending"
-        resp = web.StreamResponse(status=200, headers=headers)
         pump = StreamPump(reply, client_include_usage=call.client_include_usage)
         outcome = Outcome(status=200, ended="complete")
         chunks = reply.chunks
         assert chunks is not None
         try:
-            await resp.prepare(request)
+            await sink.start(200, headers)
             first = True
             async for chunk in chunks:
                 out = pump.process(chunk)
@@ -185,37 +230,37 @@ class ReplyWriter:
                 if first:
                     first = False
                     call.facts.ttft_ms = (time.perf_counter() - call.started) * 1000
-                await resp.write(b"data: " + orjson.dumps(out) + b"\n\n")
+                await sink.write(b"data: " + orjson.dumps(out) + b"\n\n")
         except GatewayError as err:
             outcome.ended, outcome.error = "upstream_error", err
             outcome.status = err.status
-            await self._finish(resp, call, reply, pump, outcome)
-            await self._send_error_event(resp, err)
-            return resp
+            await self._finish(call, reply, pump, outcome)
+            await self._send_error_event(sink, err)
+            return sink.done()
         except (asyncio.CancelledError, ConnectionResetError) as exc:
             outcome.ended = "client_gone"
             outcome.status = 499
             await self._close_iter(chunks)
-            await self._finish(resp, call, reply, pump, outcome)
+            await self._finish(call, reply, pump, outcome)
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            return resp
+            return sink.done()
         except Exception as exc:  # a provider bug or a broken upstream stream
             log.error("stream failed: %s: %s", type(exc).__name__, exc, extra={"request_id": call.id})
             err = GatewayError("provider_error", "the upstream stream failed")
             outcome.ended, outcome.error, outcome.status = "upstream_error", err, 502
-            await self._finish(resp, call, reply, pump, outcome)
-            await self._send_error_event(resp, err)
-            return resp
-        await self._finish(resp, call, reply, pump, outcome)
+            await self._finish(call, reply, pump, outcome)
+            await self._send_error_event(sink, err)
+            return sink.done()
+        await self._finish(call, reply, pump, outcome)
         try:
-            await resp.write(_DONE)
-            await resp.write_eof()
+            await sink.write(_DONE)
+            await sink.end()
         except ConnectionResetError:
             pass
-        return resp
+        return sink.done()
 
-    async def _finish(self, resp: web.StreamResponse, call: Call, reply: Reply, pump: StreamPump, outcome: Outcome) -> None:
+    async def _finish(self, call: Call, reply: Reply, pump: StreamPump, outcome: Outcome) -> None:
         outcome.usage = pump.usage
         if outcome.usage is None and pump.chunks:  # billed even when cut off or reported without usage
             outcome.usage = self._estimate(call, pump.text())
@@ -234,9 +279,9 @@ class ReplyWriter:
                 pass
 
     @staticmethod
-    async def _send_error_event(resp: web.StreamResponse, err: GatewayError) -> None:
+    async def _send_error_event(sink: Sink, err: GatewayError) -> None:
         try:
-            await resp.write(b"data: " + orjson.dumps(err.body()) + b"\n\n")
-            await resp.write_eof()
+            await sink.write(b"data: " + orjson.dumps(err.body()) + b"\n\n")
+            await sink.end()
         except (ConnectionResetError, RuntimeError):
             pass
