@@ -117,6 +117,12 @@ def derive(meta: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
         }
     derived["middleware_share"] = shares
     derived["middleware_share_ref"] = share_ref
+    lean = _get(ok.get("passthrough_lean"), "closed", "rps")
+    if lean:  # the second reference: same HTTP plumbing as the gateway, no chain (benchmarks/passthrough_lean.py)
+        for name, d in derived["scenarios"].items():
+            rps = _get(ok[name], "closed", "rps")
+            if rps and name not in ("direct", "passthrough", "passthrough_lean"):
+                d["x_lean_passthrough"] = round(rps / lean, 3)
     w1, w2 = _get(ok.get("workers_1"), "closed", "rps"), _get(ok.get("workers_2"), "closed", "rps")
     derived["workers_2_over_1"] = round(w2 / w1, 3) if w1 and w2 else None
     derived["targets"] = targets(derived, ok)
@@ -156,6 +162,10 @@ def targets(derived: dict[str, Any], ok: dict[str, dict[str, Any]]) -> list[dict
     v = s.get("exact_hit", {}).get("x_passthrough_interleaved")
     add(f"exact cache hit throughput vs pass-through, interleaved median of {s.get('exact_hit', {}).get('interleaved_rounds')} rounds",
         v, "≥ 1.5", None if v is None else v >= 1.5)
+    for name, label in (("full_miss", "full chain (miss)"), ("exact_hit", "exact cache hit")):
+        v = s.get(name, {}).get("x_lean_passthrough")
+        if v is not None:
+            add(f"{label} throughput vs the lean pass-through (same HTTP plumbing, no chain; information)", v, "–", None)
     for name in ("router", "full_miss"):
         v = s.get(name, {}).get("ttft_added_p50_ms")
         add(f"streaming TTFT added p50 ({name})", v, "≤ 2 ms", None if v is None else v <= 2.0)

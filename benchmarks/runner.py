@@ -245,6 +245,16 @@ class Bench:
         if sc.target == "passthrough":
             url = f"http://127.0.0.1:{self.pt_port}/v1/chat/completions"
             return self._measure(sc, row, url, {}, server=self.pt)
+        if sc.target == "passthrough_lean":
+            lean_port = free_port()
+            lean = Proc("passthrough_lean", [PYTHON, "-m", "benchmarks.passthrough_lean", "--port", str(lean_port),
+                                             "--upstream", f"http://127.0.0.1:{self.mock_port}"],
+                        cpus=self.cpus(CORE_GW), log_dir=self.log_dir, env={"WATCHLLM_ALLOW_PRIVATE_UPSTREAMS": "127.0.0.1"}).start()
+            try:
+                lean.wait_tcp(lean_port)
+                return self._measure(sc, row, f"http://127.0.0.1:{lean_port}/v1/chat/completions", {}, server=lean)
+            finally:
+                lean.stop()
 
         assert sc.pipeline is not None
         entries = pipeline_entries(spec, sc.pipeline, sc.drop)

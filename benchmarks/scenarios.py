@@ -35,7 +35,7 @@ class Scenario:
     name: str
     group: str
     description: str
-    target: str = "gateway"             # direct | passthrough | gateway
+    target: str = "gateway"             # direct | passthrough | passthrough_lean | gateway
     pipeline: str | None = None         # a name in configs/pipelines.yaml (or a minus-variant, see below)
     closed: bool = True
     open: bool = True
@@ -57,6 +57,8 @@ def scenarios() -> list[Scenario]:
     out = [
         Scenario("direct", "core", "load generator → mock upstream (no proxy)", target="direct", stream=True),
         Scenario("passthrough", "core", "bare aiohttp pass-through proxy (the ceiling)", target="passthrough", stream=True),
+        Scenario("passthrough_lean", "core", "lean pass-through: llhttp server + the gateway's h1 client (a second reference)",
+                 target="passthrough_lean", open=False),
         Scenario("router", "core", "gateway, pipeline [router]", pipeline="router", stream=True, body="unique"),
         Scenario("full_miss", "core", "full chain, cache miss: metrics, auth, ratelimit, budget, dlp, router",
                  pipeline="full", stream=True, body="unique", bracket=True, latency_rounds=True),

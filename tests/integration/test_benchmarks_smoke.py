@@ -150,6 +150,37 @@ async def test_passthrough_relays_a_stream_chunk_by_chunk():
     assert min(gaps) > 0.05, gaps
 
 
+async def test_lean_passthrough_relays_json(mock):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.passthrough_lean", "--port", str(port), "--upstream", mock],
+                            env={**os.environ, "WATCHLLM_ALLOW_PRIVATE_UPSTREAMS": "127.0.0.1"})
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(100):
+                try:
+                    async with s.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=chat_body("m1")) as r:
+                        assert r.status == 200
+                        body = await r.json()
+                    break
+                except aiohttp.ClientConnectorError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the lean pass-through did not start")
+            assert body["object"] == "chat.completion" and body["model"] == "m1"
+            stats = orjson.loads(await _get(f"{mock}/stats"))
+            assert stats["requests"] >= 1
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.mark.skipif(not loadgen.wrk_available(), reason="wrk not installed (apt-get install -y wrk)")
 async def test_wrk_driver_reports_requests_and_percentiles(mock):
     res = await asyncio.to_thread(loadgen.run_wrk, f"{mock}/v1/chat/completions", chat_body(prompt="q {n}"),
@@ -193,6 +224,13 @@ def test_report_ratios_and_soak_verdict():
     d2 = derive({"passthrough_rps_samples": [2900, 3100]},
                 rows + [{"name": "full_ref", "status": "ok", "closed": {"rps": 2450, "server_cpu_us_per_req": 390}}])
     assert d2["middleware_share"]["dlp"]["cpu_us_per_req"] == 10.0
+
+    # against the lean pass-through (same HTTP plumbing as the gateway), an informational ratio
+    d3 = derive({"passthrough_rps_samples": [2900, 3100]},
+                rows + [{"name": "passthrough_lean", "status": "ok", "closed": {"rps": 6000, "server_cpu_us_per_req": 100}}])
+    assert d3["scenarios"]["full_miss"]["x_lean_passthrough"] == 0.4
+    lean = [t for t in d3["targets"] if "lean pass-through" in t["target"]]
+    assert [(t["measured"], t["result"]) for t in lean] == [(0.4, "n/a")]
 
     flat = verdict([{"t_s": t, "rss_mb": 100 + (t % 3) * 0.5} for t in range(0, 100, 10)])
     assert flat["flat"] and flat["below_limit"]
