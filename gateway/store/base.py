@@ -29,9 +29,11 @@ import os
 import pkgutil
 import secrets
 import sqlite3
+import sys
+import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 import aiosqlite
 
@@ -119,6 +121,43 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, str]]:
     return [found[v] for v in sorted(found)]
 
 
+# The database thread's CPU priority. It shares the process's cores with the event loop; with a lower
+# priority, a request the loop is waiting to serve preempts a usage commit instead of queueing behind it
+# (SQLite's work runs without the GIL). Interleaved A/B, full chain, open loop at 2,500 req/s on one
+# core: added p50 better in 6 of 8 rounds (median 0.99 vs 1.09 ms), p99 in 6 of 8 (6.0 vs 6.6 ms).
+# Under saturation a nice-10 thread still gets ~10% of a contended core, and bigger batches then
+# cost less per row. 0 turns it off.
+DEFAULT_THREAD_NICE = 10
+
+
+def thread_nice_from_env(environ: Mapping[str, str] | None = None) -> int:
+    raw = (os.environ if environ is None else environ).get("WATCHLLM_STORE_THREAD_NICE", str(DEFAULT_THREAD_NICE))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"WATCHLLM_STORE_THREAD_NICE must be an integer 0-19, got {raw!r}") from None
+    if not 0 <= value <= 19:
+        raise ValueError(f"WATCHLLM_STORE_THREAD_NICE must be an integer 0-19, got {raw!r}")
+    return value
+
+
+async def _lower_priority(db: aiosqlite.Connection, nice: int) -> int:
+    """Raise the nice value of the connection's thread by ``nice`` (Linux: per thread). Returns the
+    increment applied, 0 where the platform has no per-thread priority."""
+    if nice <= 0 or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+        return 0
+
+    def lower() -> None:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+
+    try:
+        await db._execute(lower)  # runs in the connection's own thread
+    except (OSError, AttributeError):
+        return 0
+    return nice
+
+
 class Store:
     """The durable store. ``await Store(url).open()``; repositories are attributes."""
 
@@ -131,6 +170,7 @@ class Store:
     users: "UserRepo"
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 5000, clock: Callable[[], float] = time.time) -> None:
+        self.thread_nice = 0
         self.url = url
         self.path = sqlite_path(url)
         self.busy_timeout_ms = busy_timeout_ms
@@ -149,6 +189,7 @@ class Store:
         await self._enable_wal(db)
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA foreign_keys=ON")
+        self.thread_nice = await _lower_priority(db, thread_nice_from_env())
         self._db = db
         if self.path != ":memory:":
             with contextlib.suppress(OSError):
@@ -234,6 +275,28 @@ class Store:
         instead of two (execute, then close the cursor). For the usage writer's hot path."""
         async with self._write_lock:
             await self.db.execute_fetchall(sql, params)
+
+    async def write_many(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Write statements in one transaction (BEGIN IMMEDIATE … COMMIT, rolled back on any error),
+        run in one hop to the database thread. ``tx()`` costs a hop per statement, and each hop waits
+        for the event loop to come round: with the loop saturated (closed loop at the full chain's
+        maximum, one core) that held the usage writer to ~2,900 rows/s while 5,200 requests/s came in."""
+        async with self._write_lock:
+            db = self.db
+
+            def run() -> None:
+                conn = db._conn
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, params in statements:
+                        conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+
+            await db._execute(run)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.tx() as db:

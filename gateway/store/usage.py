@@ -117,10 +117,11 @@ class UsageRepo(Repository):
         if len(rows) <= ROWS_PER_STATEMENT:
             await self.store.execute_blind(_INSERT_SQL[len(rows)], [v for row in rows for v in row])
             return
-        async with self.store.tx() as db:
-            for i in range(0, len(rows), ROWS_PER_STATEMENT):
-                chunk = rows[i:i + ROWS_PER_STATEMENT]
-                await db.execute_fetchall(_INSERT_SQL[len(chunk)], [v for row in chunk for v in row])
+        statements = []
+        for i in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[i:i + ROWS_PER_STATEMENT]
+            statements.append((_INSERT_SQL[len(chunk)], [v for row in chunk for v in row]))
+        await self.store.write_many(statements)
 
     async def spend_between(self, scope: str, ident: str, start: float, end: float) -> int:
         """Sum of ``cost_micros`` for one budget scope (project | key | team) in [start, end)."""

@@ -56,6 +56,46 @@ async def test_a_failed_transaction_rolls_back(tmp_path):
     await store.close()
 
 
+async def test_write_many_commits_together_or_not_at_all(tmp_path):
+    store = await open_store(f"sqlite:///{tmp_path}/wm.db")
+    ins = "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, 0)"
+    await store.write_many([(ins, ("o1", "a")), (ins, ("o2", "b"))])
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.write_many([(ins, ("o3", "c")), (ins, ("o4", "a"))])  # UNIQUE(name): o3 must not stay
+    rows = await store.fetchall("SELECT id FROM orgs ORDER BY id")
+    assert [r[0] for r in rows] == ["o1", "o2"]
+    await store.write_many([(ins, ("o5", "e"))])  # the connection is usable after the rollback
+    await store.close()
+
+
+async def test_a_big_usage_batch_is_one_hop_to_the_database_thread(tmp_path, monkeypatch):
+    """Under a saturated loop every hop waits for the loop to come round: 1,000 rows in 32-row statements
+    used to be 34 hops (~2,900 rows/s at the full chain's maximum, a backlog growing by 2,300 rows/s)."""
+    from gateway.store.usage import COLUMNS
+
+    store = await open_store(f"sqlite:///{tmp_path}/hops.db")
+    hops = 0
+    real = store.db._execute
+
+    async def counting(fn, *args, **kwargs):
+        nonlocal hops
+        hops += 1
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(store.db, "_execute", counting)
+    values = {c: None for c in COLUMNS}
+    values.update(project_id="p1", endpoint="chat.completions", model_requested="m", model_served="m", provider="mock", attempts=1,
+                  prompt_tokens=1, completion_tokens=1, cost_micros=0, tokens_saved=0, cost_saved_micros=0,
+                  latency_ms=1.0, status=200, ended="complete", source="proxy", created_at=1.0)
+    rows = [tuple({**values, "id": f"r{i}"}[c] for c in COLUMNS) for i in range(1000)]
+    await store.usage.insert_many(rows)
+    assert hops == 1
+    monkeypatch.undo()
+    row = await store.fetchone("SELECT COUNT(*) FROM usage")
+    assert row[0] == 1000
+    await store.close()
+
+
 async def test_deleting_a_project_removes_its_keys(tmp_path):
     store = await open_store(f"sqlite:///{tmp_path}/c.db")
     org = await store.orgs.ensure()
