@@ -19,7 +19,8 @@ Everything else goes to aiohttp's own protocol (``server()``, the guarded ``Requ
 
 Kept from the aiohttp front: llhttp's strict parsing (400 and close on a malformed request), limits on
 the request line (414), header size and count (431) and body (413, before the body when
-Content-Length says so), the request-header deadline (slowloris), the keep-alive timeout,
+Content-Length says so), the request-header deadline (slowloris), the keep-alive timeout (which also
+ends a request body that stops arriving),
 pipelining in order, cancellation of the handler when the client goes away, graceful shutdown
 (``Server.pre_shutdown`` / ``shutdown``), OpenAI-style error bodies, load shedding.
 """
@@ -183,6 +184,8 @@ class FastProtocol(asyncio.Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._idle_since: float | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._body_rx = 0.0              # when the body in progress last received bytes
+        self._body_timer: asyncio.TimerHandle | None = None
 
     # -- connection events ---------------------------------------------------------------------------
 
@@ -200,6 +203,8 @@ class FastProtocol(asyncio.Protocol):
         if self._in_head:
             self._head_bytes += len(data)
         self._idle_since = None
+        if self._req is not None:  # a body in progress: it is not stalled
+            self._body_rx = self._loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -219,6 +224,8 @@ class FastProtocol(asyncio.Protocol):
         else:
             if self._in_head and self._head_bytes > self._limits.max_head:
                 self._reject(GatewayError("invalid_request", f"request headers exceed {self._limits.max_head} bytes", status=431))
+        if self._req is not None and self._body_timer is None and not self._lost:
+            self._arm_body()
         if len(self._queue) >= _MAX_PIPELINED and not self._reading_paused and self.transport is not None:
             self._reading_paused = True
             self.transport.pause_reading()
@@ -245,10 +252,10 @@ class FastProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._lost = True
-        for handle in (self._deadline, self._idle):
+        for handle in (self._deadline, self._idle, self._body_timer):
             if handle is not None:
                 handle.cancel()
-        self._deadline = self._idle = None
+        self._deadline = self._idle = self._body_timer = None
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(ConnectionResetError("client disconnected"))
         if self._task is not None:
@@ -492,10 +499,10 @@ class FastProtocol(asyncio.Protocol):
     # -- timers ----------------------------------------------------------------------------------------------------
 
     def _stop_timers(self) -> None:
-        for handle in (self._deadline, self._idle):
+        for handle in (self._deadline, self._idle, self._body_timer):
             if handle is not None:
                 handle.cancel()
-        self._deadline = self._idle = None
+        self._deadline = self._idle = self._body_timer = None
         self._partial_since = self._idle_since = None
 
     def _arm_deadline(self, since: float) -> None:
@@ -516,6 +523,25 @@ class FastProtocol(asyncio.Protocol):
                 self.transport.close()
         else:
             self._deadline = self._loop.call_at(due, self._check_deadline)
+
+    def _arm_body(self) -> None:
+        """A request body that receives nothing for ``keepalive`` seconds ends the connection (aiohttp would
+        wait for it forever: a client could hold connections with a header and a byte of body each)."""
+        if self._limits.keepalive <= 0:
+            return
+        self._body_rx = self._loop.time()
+        self._body_timer = self._loop.call_at(self._body_rx + self._limits.keepalive, self._check_body)
+
+    def _check_body(self) -> None:
+        self._body_timer = None
+        if self._req is None or self._lost or self._delegate is not None:
+            return
+        due = self._body_rx + self._limits.keepalive
+        if self._loop.time() >= due:
+            if self.transport is not None:
+                self.transport.close()
+        else:
+            self._body_timer = self._loop.call_at(due, self._check_body)
 
     def _arm_idle(self) -> None:
         if self._limits.keepalive <= 0:

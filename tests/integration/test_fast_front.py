@@ -163,6 +163,29 @@ def test_connection_close_and_the_keep_alive_timeout(gateway_factory, tmp_path):
         c.close()
 
 
+def test_a_stalled_body_ends_the_connection_and_a_slow_steady_one_does_not(gateway_factory, tmp_path):
+    gw = gateway_factory(_cfg(tmp_path, keepalive_timeout=1.0))
+    c = _Conn(gw.port)
+    try:
+        head = _post()[: -len(BODY)]
+        c.send(head + BODY[:10])  # then nothing: the rest of the body never comes
+        t0 = time.monotonic()
+        assert c.closed_by_peer(10)
+        assert 0.5 < time.monotonic() - t0 < 5
+    finally:
+        c.close()
+    c = _Conn(gw.port)
+    try:
+        c.send(head)
+        for i in range(0, len(BODY), 8):  # ~2 s in all, a piece every 0.2 s: slower than the timeout in total
+            c.send(BODY[i:i + 8])
+            time.sleep(0.2)
+        status, headers, _ = c.response()
+        assert status == 200 and headers["Server"] == "watchllm"
+    finally:
+        c.close()
+
+
 def test_errors_on_the_lean_front_are_openai_style(gateway_factory, tmp_path):
     gw = gateway_factory(_cfg(tmp_path, max_body_bytes=1000))
     c = _Conn(gw.port)
