@@ -41,7 +41,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ..errors import GatewayError
 from .keys import RUNTIME, SERVICES
 from .request import check_type, rid_from, too_large
-from .routes import OVERLOADED, PROXY_ROUTES, error_headers, run_call
+from .lapse import Lapse
+from .routes import OVERLOADED, PROXY_ROUTES, error_headers, run_call, send_error
 
 __all__ = ["FastProtocol", "FrontLimits"]
 
@@ -180,12 +181,12 @@ class FastProtocol(asyncio.Protocol):
         self._relay_buf: list[bytes] | None = None
         self._relay_chunked = False
         self._delegate: Any = None
-        self._partial_since: float | None = None
-        self._deadline: asyncio.TimerHandle | None = None
-        self._idle_since: float | None = None
-        self._idle: asyncio.TimerHandle | None = None
-        self._body_rx = 0.0              # when the body in progress last received bytes
-        self._body_timer: asyncio.TimerHandle | None = None
+        lim, loop = self._limits, self._loop
+        # Request headers still incomplete header_timeout after their first byte (or after connecting: a
+        # connection that never sends a request is dropped too); idle between requests; a body that stops.
+        self._header_lapse = Lapse(loop, lim.header_timeout, self._served_here, self._drop)
+        self._idle_lapse = Lapse(loop, lim.keepalive, lambda: self._served_here() and self._task is None, self._drop)
+        self._body_lapse = Lapse(loop, lim.keepalive, lambda: self._served_here() and self._req is not None, self._drop)
 
     # -- connection events ---------------------------------------------------------------------------
 
@@ -195,16 +196,14 @@ class FastProtocol(asyncio.Protocol):
         self._peer = peer[0] if isinstance(peer, tuple) and peer else ""
         self._parser = httptools.HttpRequestParser(self)
         self._server.connection_made(self, transport)
-        self._arm_deadline(self._loop.time())  # a connection that never sends a request is dropped too
+        self._header_lapse.touch()
 
     def data_received(self, data: bytes) -> None:
         if self._raw is not None:
             self._raw += data
         if self._in_head:
             self._head_bytes += len(data)
-        self._idle_since = None
-        if self._req is not None:  # a body in progress: it is not stalled
-            self._body_rx = self._loop.time()
+        self._idle_lapse.clear()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -224,8 +223,8 @@ class FastProtocol(asyncio.Protocol):
         else:
             if self._in_head and self._head_bytes > self._limits.max_head:
                 self._reject(GatewayError("invalid_request", f"request headers exceed {self._limits.max_head} bytes", status=431))
-        if self._req is not None and self._body_timer is None and not self._lost:
-            self._arm_body()
+        if self._req is not None:  # a body in progress, and not stalled: bytes of it came just now
+            self._body_lapse.touch()
         if len(self._queue) >= _MAX_PIPELINED and not self._reading_paused and self.transport is not None:
             self._reading_paused = True
             self.transport.pause_reading()
@@ -252,10 +251,7 @@ class FastProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._lost = True
-        for handle in (self._deadline, self._idle, self._body_timer):
-            if handle is not None:
-                handle.cancel()
-        self._deadline = self._idle = self._body_timer = None
+        self._stop_timers()
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(ConnectionResetError("client disconnected"))
         if self._task is not None:
@@ -290,8 +286,8 @@ class FastProtocol(asyncio.Protocol):
         self._fields = []
         self._in_head = True
         self._head_bytes = 0
-        if self._partial_since is None:
-            self._arm_deadline(self._loop.time())
+        if self._header_lapse.since is None:
+            self._header_lapse.touch()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -309,7 +305,7 @@ class FastProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._partial_since = None
+        self._header_lapse.clear()
         if self._relay:
             self._relay_head()
             return
@@ -387,7 +383,7 @@ class FastProtocol(asyncio.Protocol):
             if self._closing and self.transport is not None:
                 self.transport.close()
             else:
-                self._arm_idle()
+                self._idle_lapse.touch()
 
     async def _serve(self, req: _Request) -> None:
         sink = _Sink(self, req)
@@ -397,10 +393,10 @@ class FastProtocol(asyncio.Protocol):
         rid = rid_from(req.headers)
         try:
             if req.error is not None:
-                sink.send(req.error.status, error_headers(req.error, rid), orjson.dumps(req.error.body()))
+                send_error(sink, req.error, rid)
             elif runtime["in_flight"] >= services.config.server.max_in_flight:
                 runtime["shed"] += 1
-                sink.send(OVERLOADED.status, error_headers(OVERLOADED, rid), orjson.dumps(OVERLOADED.body()))
+                send_error(sink, OVERLOADED, rid)
             else:
                 runtime["in_flight"] += 1
                 try:
@@ -415,7 +411,7 @@ class FastProtocol(asyncio.Protocol):
             log.error("unhandled error", exc_info=exc, extra={"request_id": rid})
             if req.status == 0 and not self._lost:
                 err = GatewayError("internal_error", f"internal error (request id {rid})")
-                sink.send(err.status, error_headers(err, rid), orjson.dumps(err.body()))
+                send_error(sink, err, rid)
             elif self.transport is not None:
                 self.transport.close()  # a response already begun cannot be finished cleanly
         finally:
@@ -437,7 +433,7 @@ class FastProtocol(asyncio.Protocol):
     def _reject(self, err: GatewayError) -> None:
         self._req = None
         self._in_head = False
-        self._partial_since = None
+        self._header_lapse.clear()
         if self._relay:
             if self._delegate is None:  # aiohttp has not started: answer in order ourselves
                 self._relay = False
@@ -499,68 +495,15 @@ class FastProtocol(asyncio.Protocol):
     # -- timers ----------------------------------------------------------------------------------------------------
 
     def _stop_timers(self) -> None:
-        for handle in (self._deadline, self._idle, self._body_timer):
-            if handle is not None:
-                handle.cancel()
-        self._deadline = self._idle = self._body_timer = None
-        self._partial_since = self._idle_since = None
+        for lapse in (self._header_lapse, self._idle_lapse, self._body_lapse):
+            lapse.cancel()
 
-    def _arm_deadline(self, since: float) -> None:
-        if self._limits.header_timeout <= 0:
-            return
-        self._partial_since = since
-        if self._deadline is None:
-            self._deadline = self._loop.call_at(since + self._limits.header_timeout, self._check_deadline)
+    def _served_here(self) -> bool:
+        return not self._lost and self._delegate is None
 
-    def _check_deadline(self) -> None:
-        self._deadline = None
-        since = self._partial_since
-        if since is None or self._lost or self._delegate is not None:
-            return
-        due = since + self._limits.header_timeout
-        if self._loop.time() >= due:
-            if self.transport is not None:
-                self.transport.close()
-        else:
-            self._deadline = self._loop.call_at(due, self._check_deadline)
-
-    def _arm_body(self) -> None:
-        """A request body that receives nothing for ``keepalive`` seconds ends the connection (aiohttp would
-        wait for it forever: a client could hold connections with a header and a byte of body each)."""
-        if self._limits.keepalive <= 0:
-            return
-        self._body_rx = self._loop.time()
-        self._body_timer = self._loop.call_at(self._body_rx + self._limits.keepalive, self._check_body)
-
-    def _check_body(self) -> None:
-        self._body_timer = None
-        if self._req is None or self._lost or self._delegate is not None:
-            return
-        due = self._body_rx + self._limits.keepalive
-        if self._loop.time() >= due:
-            if self.transport is not None:
-                self.transport.close()
-        else:
-            self._body_timer = self._loop.call_at(due, self._check_body)
-
-    def _arm_idle(self) -> None:
-        if self._limits.keepalive <= 0:
-            return
-        self._idle_since = self._loop.time()
-        if self._idle is None:
-            self._idle = self._loop.call_at(self._idle_since + self._limits.keepalive, self._check_idle)
-
-    def _check_idle(self) -> None:
-        self._idle = None
-        since = self._idle_since
-        if since is None or self._lost or self._delegate is not None or self._task is not None:
-            return
-        due = since + self._limits.keepalive
-        if self._loop.time() >= due:
-            if self.transport is not None:
-                self.transport.close()
-        else:
-            self._idle = self._loop.call_at(due, self._check_idle)
+    def _drop(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     # -- graceful shutdown (aiohttp's Server.pre_shutdown / shutdown) -----------------------------------------------------
 

@@ -16,7 +16,7 @@ from .keys import CHAIN, RUNTIME, SERVICES, WRITER
 from .request import build_call, make_call, parse_json, read_body, request_id, rid_from
 from .writer import AiohttpSink, Sink
 
-__all__ = ["setup_routes", "error_response", "error_headers", "run_call", "OVERLOADED", "PROXY_ROUTES"]
+__all__ = ["setup_routes", "error_response", "error_headers", "send_error", "run_call", "OVERLOADED", "PROXY_ROUTES"]
 
 log = logging.getLogger("watchllm.http")
 
@@ -27,6 +27,11 @@ def error_headers(err: GatewayError, rid: str | None = None) -> dict[str, str]:
         headers["x-request-id"] = rid
     headers["Content-Type"] = "application/json"
     return headers
+
+
+def send_error(sink: Sink, err: GatewayError, rid: str) -> Any:
+    """``err`` as an OpenAI-style error body, through either HTTP front."""
+    return sink.send(err.status, error_headers(err, rid), orjson.dumps(err.body()))
 
 
 def error_response(err: GatewayError, rid: str | None = None) -> web.Response:
@@ -68,7 +73,7 @@ async def run_call(app: web.Application, endpoint: str, buf: bytes | bytearray, 
     try:
         call = build_call(headers, client_ip, endpoint, parse_json(buf), rid)
     except GatewayError as err:
-        return sink.send(err.status, error_headers(err, rid), orjson.dumps(err.body()))
+        return send_error(sink, err, rid)
     chain: Handler = app[CHAIN]
     reply = await chain(call)
     return await app[WRITER].write(sink, call, reply)
