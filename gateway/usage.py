@@ -7,7 +7,9 @@ successful response (the JSON body, or ``data: [DONE]``). What "durable" means t
 * ``journal`` (the default for a database file): ``record`` appends the row to this process's
   usage journal (``gateway/usage_journal.py``: a copy into a shared memory map, about a
   microsecond) and returns;
-  the row is committed to SQLite in the background. A killed process loses nothing: the next
+  the row is committed to SQLite in the background, by default by a child process that reads the
+  journal (``gateway/usage_committer.py``; ``WATCHLLM_USAGE_COMMITTER=inline``: by the task below, through
+  the store's thread). A killed process loses nothing: the next
   process to open the store replays the journal. Every read of the usage table (admin API,
   alerts, a budget counter re-seeded from the store) first waits, bounded, for the rows already
   acknowledged: the writer sets ``store.usage.settle`` to its ``flush``.
@@ -15,7 +17,7 @@ successful response (the JSON body, or ``data: [DONE]``). What "durable" means t
   design's original contract; a request then waits about one group commit, and behind a WAL
   checkpoint's fsync when one runs). The only mode for a ``:memory:`` store.
 
-One background task commits: while one transaction is in flight the next batch fills, so under
+Inline (commit mode, or ``WATCHLLM_USAGE_COMMITTER=inline``), one background task commits: while one transaction is in flight the next batch fills, so under
 load a commit carries many rows (RELIABILITY.md D3: ~13k single-row commits/s vs ~340k rows/s
 in 50-row batches). Rows are ``INSERT OR IGNORE`` on the request id: a retried batch or a
 replayed journal never duplicates (SQLite WAL, ``synchronous=NORMAL``: committed transactions
@@ -53,7 +55,9 @@ from typing import Any, Callable, Sequence
 
 import orjson
 
-from .usage_journal import SEGMENT_BYTES, UsageJournal, journal_dir, replay_journal
+from .store.base import thread_nice_from_env
+from .usage_committer import Committer, committer_mode_from_env, interval_from_env
+from .usage_journal import SEGMENT_BYTES, UsageJournal, journal_dir, read_rows, replay_journal
 
 __all__ = ["UsageWriter", "usage_row", "retention_from_env", "ack_from_env"]
 
@@ -144,7 +148,7 @@ class UsageWriter:
     def __init__(
         self, store: Any, *, max_batch: int = 1000, retention_s: float | None = None,
         purge_interval_s: float | None = None, retry_delays: Sequence[float] = (0.05, 0.2, 1.0),
-        ack: str | None = None, journal_segment_bytes: int = SEGMENT_BYTES,
+        ack: str | None = None, journal_segment_bytes: int = SEGMENT_BYTES, committer: str | None = None,
     ) -> None:
         env_retention, env_interval = retention_from_env()
         self.store = store
@@ -156,6 +160,10 @@ class UsageWriter:
         in_memory = not path or path == ":memory:"
         self.ack = "commit" if in_memory else (ack or ack_from_env())
         self.journal = UsageJournal(journal_dir(path), segment_bytes=journal_segment_bytes) if self.ack == "journal" else None
+        # journal mode: who commits the journalled rows, a child process (default) or this process's store thread
+        self.committer_mode = (committer or committer_mode_from_env()) if self.journal is not None else "inline"
+        self._committer: Committer | None = None
+        self._journalled = 0  # rows appended for the committer process
         self.listeners: list[FlushListener] = []
         self.waiters: list[Callable[[float], None]] = []
         # (sequence number, row, future of a waiter in commit mode or None for a journalled row)
@@ -180,7 +188,11 @@ class UsageWriter:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        """Rows acknowledged or waiting but not yet committed."""
+        depth = len(self._queue)
+        if self._committer is not None:
+            depth += max(0, self._journalled - self._committer.rows)
+        return depth
 
     async def start(self) -> None:
         if self.journal is not None:
@@ -190,12 +202,36 @@ class UsageWriter:
             except OSError as exc:
                 log.error("usage journal: cannot open a segment (%s); acknowledging rows after their commit", exc)
                 self.ack, self.journal = "commit", None
+        if self.journal is not None and self.committer_mode == "process":
+            await self._start_committer()
         if self.journal is not None:
             self.store.usage.settle = self._settle
             self._adopt_task = asyncio.create_task(self._adopt_loop(), name="usage-journal-adopt")
         self._task = asyncio.create_task(self._run(), name="usage-writer")
         if self.retention_s:
             self._purge_task = asyncio.create_task(self._purge_loop(), name="usage-purge")
+
+    async def _start_committer(self) -> None:
+        assert self.journal is not None and self.journal.path is not None
+        committer = Committer(self.store.path, interval_s=interval_from_env(), nice=thread_nice_from_env(),
+                              busy_timeout_ms=self.store.busy_timeout_ms, on_commit=self._on_committed)
+        try:
+            await committer.start(self.journal.index, self.journal.path)
+        except OSError as exc:
+            log.error("usage: cannot start the committer process (%s); committing in this process", exc)
+            self.committer_mode = "inline"
+            return
+        self._committer = committer
+
+    def _on_committed(self, rows: int, seconds: float) -> None:
+        self.committed += rows
+        self.commits += 1
+        self.last_flush_s = seconds
+        for fn in self.listeners:
+            try:
+                fn(rows, seconds, self.queue_depth)
+            except Exception:  # metrics must never break usage
+                log.exception("usage flush listener failed")
 
     async def record(self, call: Any, outcome: Any) -> None:
         """Make the row durable (journal or commit, see the module doc); raises if it could not be."""
@@ -204,6 +240,21 @@ class UsageWriter:
             await self._commit([row])  # not started or already closed: write it directly
             return
         t0 = time.perf_counter()
+        if self._committer is not None and self.journal is not None:
+            try:
+                self.journal.append(row)  # the committer process takes it from here
+            except OSError as exc:
+                log.error("usage journal: write failed (%s); acknowledging after the commit from now on", exc)
+                self._journal_failed()
+            else:
+                self._journalled += 1
+                if self.journal.full():
+                    self._rotate_for_committer()
+                if self.waiters:
+                    wait = time.perf_counter() - t0
+                    for fn in self.waiters:
+                        fn(wait)
+                return
         fut: asyncio.Future[None] | None = None
         if self.journal is not None:
             try:
@@ -226,6 +277,12 @@ class UsageWriter:
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every row recorded so far is committed; False if ``timeout`` ran out first."""
+        if self._committer is not None and self.journal is not None:
+            t0 = time.monotonic()
+            if not await self._committer.wait_for(self.journal.position, timeout):
+                return False
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - t0))
         target = self._seq
         if self._done >= target or self._task is None or self._task.done():
             return self._done >= target
@@ -255,6 +312,8 @@ class UsageWriter:
             await self._task
         if self._queue:  # records queued after the loop ended
             await self._drain()
+        if self._committer is not None:
+            await self._stop_committer()
         if self.journal is not None:
             self.journal.close(delete=not self._left_in_journal)
         if self.store.usage.settle == self._settle:
@@ -268,7 +327,46 @@ class UsageWriter:
         self.ack = "commit"
         journal, self.journal = self.journal, None
         if journal is not None:
+            if self._committer is not None:  # it commits what the journal holds, then stops
+                committer, self._committer = self._committer, None
+                asyncio.get_running_loop().create_task(committer.close(journal.position[1]), name="usage-committer-close")
             journal.close(delete=False)
+
+    def _rotate_for_committer(self) -> None:
+        assert self.journal is not None and self._committer is not None
+        end = self.journal.position[1]
+        try:
+            self.journal.rotate()  # the committer deletes the old segment once its rows are committed
+        except OSError as exc:
+            log.error("usage journal: cannot start a new segment (%s); the current one keeps growing", exc)
+            return
+        assert self.journal.path is not None
+        self._committer.rotated(end, self.journal.index, self.journal.path)
+
+    async def _stop_committer(self) -> None:
+        """Let the committer finish the journal; if it cannot, commit what is left here."""
+        assert self._committer is not None and self.journal is not None
+        committer, self._committer = self._committer, None
+        if await committer.close(self.journal.position[1]):
+            return
+        log.warning("usage committer did not confirm every row; committing the rest in this process")
+        try:
+            for path in committer.pending_paths():
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:  # finished and deleted meanwhile
+                    continue
+                try:
+                    rows = list(read_rows(fd))
+                finally:
+                    os.close(fd)
+                for i in range(0, len(rows), self.max_batch):
+                    await self._commit(rows[i:i + self.max_batch])
+                if path != self.journal.path:  # a rotated segment: done with (the live one closes below)
+                    _discard(path)
+        except Exception as exc:
+            log.error("usage: %s; uncommitted rows stay in the journal for the next start", exc)
+            self._left_in_journal = True
 
     # the single writer -----------------------------------------------------------
     async def _run(self) -> None:
@@ -357,7 +455,7 @@ class UsageWriter:
 
     def _maybe_rotate(self) -> None:
         """A full segment is swapped for a new one; every row in it is queued or committed by now."""
-        if self.journal is None or not self.journal.full():
+        if self.journal is None or self._committer is not None or not self.journal.full():
             return
         try:
             old = self.journal.rotate()

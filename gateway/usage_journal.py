@@ -43,7 +43,7 @@ import orjson
 
 from .store.usage import COLUMN_DEFAULTS, COLUMNS
 
-__all__ = ["UsageJournal", "journal_dir", "replay_journal"]
+__all__ = ["UsageJournal", "RowDecoder", "complete_lines", "journal_dir", "read_rows", "replay_journal"]
 
 log = logging.getLogger("watchllm.usage")
 
@@ -72,12 +72,19 @@ class UsageJournal:
         self._pos = 0    # bytes used: the header and every row so far
         self._size = 0   # row bytes in this segment (rotation)
         self._kept = 0   # mapped bytes before this offset are released from the process's resident set
+        self.index = 0   # segments opened by this journal so far: (index, offset) orders every row it wrote
 
     def open(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._fd, self.path, self._map, self._pos = self._new_segment()
         self._cap = len(self._map)
         self._size = self._kept = 0
+        self.index += 1
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(segment index, bytes written in it): where the next row goes."""
+        return self.index, self._pos
 
     def _new_segment(self) -> tuple[int, Path, mmap.mmap, int]:
         # Lock under a temporary name, then rename: a segment is never visible unlocked.
@@ -139,6 +146,7 @@ class UsageJournal:
         self._fd, self.path, self._map, self._pos = new
         self._cap = len(self._map)
         self._size = self._kept = 0
+        self.index += 1
         return old
 
     def close(self, *, delete: bool) -> None:
@@ -181,29 +189,55 @@ def _unlocked_segments(directory: Path) -> Iterator[tuple[Path, int]]:
         yield path, fd
 
 
+def complete_lines(data: bytes) -> bytes:
+    """The whole rows at the start of ``data`` (bytes read from a segment): up to the first zero byte
+    (space reserved but not yet written: a row copied in part still holds zeros, whatever order the
+    copy stored its bytes in) and the last newline before it."""
+    end = data.find(b"\0")
+    if end >= 0:
+        data = data[:end]
+    return data[: data.rfind(b"\n") + 1]
+
+
+class RowDecoder:
+    """Lines of one segment -> rows in today's column order. The header line names the columns, so a
+    segment written by an older version maps by name; a damaged line is skipped (never acknowledged)."""
+
+    def __init__(self) -> None:
+        self.columns: list[str] = list(COLUMNS)
+        self.current = True  # the segment's columns are today's: rows need no remapping
+        self.skipped = 0
+
+    def rows(self, lines: bytes) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        width = len(self.columns)
+        for line in lines.split(b"\n"):
+            if not line:
+                continue
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                self.skipped += 1
+                log.warning("usage journal: skipping a damaged line")
+                continue
+            if isinstance(row, list) and len(row) == width:
+                out.append(tuple(row) if self.current else _remap(self.columns, row))
+            elif isinstance(row, dict) and isinstance(row.get("columns"), list):
+                self.columns = [str(c) for c in row["columns"]]
+                self.current = tuple(self.columns) == COLUMNS
+                width = len(self.columns)
+            else:
+                self.skipped += 1
+                log.warning("usage journal: skipping a line that does not match its header")
+        return out
+
+
 def read_rows(fd: int) -> Iterator[tuple[Any, ...]]:
     """The rows of one segment in today's column order. Reading stops at the first zero byte (space
     reserved but never written); a torn or damaged line is skipped (it was never acknowledged)."""
-    columns: list[str] = list(COLUMNS)
-    current = True  # the segment's columns are today's: rows need no remapping
     with os.fdopen(os.dup(fd), "rb") as f:
         data = f.read()
-    end = data.find(b"\0")
-    lines = (data if end < 0 else data[:end]).split(b"\n")
-    lines.pop()  # after the last newline: empty, or a torn row
-    for line in lines:
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            log.warning("usage journal: skipping a damaged line")
-            continue
-        if isinstance(row, dict) and isinstance(row.get("columns"), list):
-            columns = [str(c) for c in row["columns"]]
-            current = tuple(columns) == COLUMNS
-        elif isinstance(row, list) and len(row) == len(columns):
-            yield tuple(row) if current else _remap(columns, row)
-        else:
-            log.warning("usage journal: skipping a line that does not match its header")
+    yield from RowDecoder().rows(complete_lines(data))
 
 
 def _remap(columns: list[str], row: list[Any]) -> tuple[Any, ...]:

@@ -17,7 +17,7 @@ import aiosqlite
 
 from .base import Repository, repository
 
-__all__ = ["UsageRepo", "COLUMNS", "COLUMN_DEFAULTS"]
+__all__ = ["UsageRepo", "COLUMNS", "COLUMN_DEFAULTS", "insert_statements"]
 
 COLUMNS: tuple[str, ...] = (
     "id", "project_id", "key_id", "endpoint", "model_requested", "model_served", "provider", "attempts",
@@ -99,6 +99,17 @@ def usage_filter(
     return f
 
 
+def insert_statements(rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
+    """The INSERT statements that write ``rows`` (tuples in ``COLUMNS`` order), at most
+    ``ROWS_PER_STATEMENT`` rows each; run them in one transaction. Also used by the usage committer
+    process (``gateway/usage_committer.py``), which has its own connection."""
+    statements = []
+    for i in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[i:i + ROWS_PER_STATEMENT]
+        statements.append((_INSERT_SQL[len(chunk)], [v for row in chunk for v in row]))
+    return statements
+
+
 @repository("usage")
 class UsageRepo(Repository):
     # Set by the usage writer (gateway/usage.py) while it runs: waits (bounded) until every row a
@@ -114,13 +125,10 @@ class UsageRepo(Repository):
         """Commit ``rows`` (tuples in ``COLUMNS`` order) in one transaction."""
         if not rows:
             return
-        if len(rows) <= ROWS_PER_STATEMENT:
-            await self.store.execute_blind(_INSERT_SQL[len(rows)], [v for row in rows for v in row])
+        statements = insert_statements(rows)
+        if len(statements) == 1:
+            await self.store.execute_blind(*statements[0])
             return
-        statements = []
-        for i in range(0, len(rows), ROWS_PER_STATEMENT):
-            chunk = rows[i:i + ROWS_PER_STATEMENT]
-            statements.append((_INSERT_SQL[len(chunk)], [v for row in chunk for v in row]))
         await self.store.write_many(statements)
 
     async def spend_between(self, scope: str, ident: str, start: float, end: float) -> int:

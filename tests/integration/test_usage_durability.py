@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
+
+from gateway.usage_journal import journal_dir
 
 from tests.fixtures.gateway import base_config
 
@@ -97,6 +100,30 @@ def _rows(db_path: Path) -> set[str]:
         db.close()
 
 
+def _committers(db_path: Path) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "gateway.usage_committer" in cmd and str(db_path) in cmd:
+            out.append(p)
+    return out
+
+
+def _wait_committers_gone(db_path: Path, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _committers(db_path):
+        assert time.monotonic() < deadline, "the usage committer of a killed gateway did not exit"
+        time.sleep(0.05)
+
+
+def _committed(db_path: Path) -> set[str]:
+    db = sqlite3.connect(db_path)
+    try:
+        return {r[0] for r in db.execute("SELECT id FROM usage")}
+    finally:
+        db.close()
+
+
 def test_kill_9_under_load_loses_no_acknowledged_usage_row(gateway_factory, tmp_path: Path):
     started = time.monotonic()
     for trial, (kill_after, ack) in enumerate(((150, "journal"), (600, "commit"), (1200, "journal"))):
@@ -107,7 +134,15 @@ def test_kill_9_under_load_loses_no_acknowledged_usage_row(gateway_factory, tmp_
         acked, _ = asyncio.run(_load(gw.url, stop_after=kill_after, act=lambda: os.kill(pid, signal.SIGKILL)))
         gw.proc.wait(10)
         assert gw.proc.returncode == -signal.SIGKILL
-        rows = _rows(workdir / "watchllm.db")
+        db_path = workdir / "watchllm.db"
+        if ack == "journal":
+            # The gateway's usage committer (a child process) outlives it: it commits every row the dead
+            # gateway journalled, deletes the segment and exits; nothing waits for the next start.
+            _wait_committers_gone(db_path)
+            committed = _committed(db_path)
+            assert acked <= committed, f"trial {trial}: {len(acked - committed)} acknowledged rows not committed by the committer"
+            assert not list(journal_dir(db_path).glob("seg-*.jsonl")), "the committer deletes the dead gateway's segment"
+        rows = _rows(db_path)
         lost = acked - rows
         assert len(acked) >= kill_after
         assert not lost, f"trial {trial}: {len(lost)} of {len(acked)} acknowledged requests have no usage row"

@@ -45,10 +45,20 @@ def _segments(store: Store) -> list[Path]:
     return sorted(journal_dir(store.path).glob("seg-*.jsonl"))
 
 
+def _written(path: Path) -> bytes:
+    """A live segment's rows: the bytes before its reserved zeros (read up to them, not the whole 8 MB)."""
+    out = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 16):
+            if b"\0" in chunk:
+                return out + chunk[:chunk.index(b"\0")]
+            out += chunk
+    return out
+
+
 def _journalled_ids(store: Store) -> set[str]:
     import orjson
-    lines = [orjson.loads(line) for seg in _segments(store)
-             for line in seg.read_bytes().split(b"\0")[0].splitlines()]  # a live segment: rows, then reserved zeros
+    lines = [orjson.loads(line) for seg in _segments(store) for line in _written(seg).splitlines()]
     return {row[0] for row in lines if isinstance(row, list)}  # after each segment's header line
 
 
@@ -191,28 +201,30 @@ def test_retention_env_parsing():
         retention_from_env({"WATCHLLM_USAGE_RETENTION_DAYS": "thirty"})
 
 
-async def test_journal_mode_keeps_acknowledged_rows_through_a_failing_database(store, monkeypatch):
+async def _database_fails(store: Store, on: bool) -> None:
+    """A real failure every connection sees, this process's and the committer process's alike."""
+    if on:
+        await store.execute("CREATE TRIGGER usage_down BEFORE INSERT ON usage "
+                            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    else:
+        await store.execute("DROP TRIGGER usage_down")
+
+
+@pytest.mark.parametrize("committer", ["process", "inline"])
+async def test_journal_mode_keeps_acknowledged_rows_through_a_failing_database(store, monkeypatch, committer):
     monkeypatch.setattr(usage_mod, "RETRY_PAUSE_S", 0.01)
-    writer = UsageWriter(store, retry_delays=(0.001,))
+    writer = UsageWriter(store, retry_delays=(0.001,), committer=committer)
     await writer.start()
-    real = store.usage.insert_many
-    down = {"on": True}
-
-    async def broken(rows):
-        if down["on"]:
-            raise RuntimeError("disk I/O error")
-        await real(rows)
-
-    store.usage.insert_many = broken
+    await _database_fails(store, True)
     calls = [_call(i) for i in range(20)]
     for c in calls:
         await writer.record(c, _ok())  # acknowledged: in the journal
-    assert await writer.flush(timeout=0.1) is False  # not committed while the database fails
-    assert writer.failures > 0 and {c.id for c in calls} <= _journalled_ids(store)
-    down["on"] = False
+    assert await writer.flush(timeout=0.3) is False  # not committed while the database fails
+    assert {c.id for c in calls} <= _journalled_ids(store)
+    assert writer.failures > 0 if committer == "inline" else writer._committer.failing
+    await _database_fails(store, False)
     assert await writer.flush(timeout=5)
     assert await _count(store) == 20
-    store.usage.insert_many = real
     await writer.close()
     assert _segments(store) == []
 
@@ -323,26 +335,53 @@ async def test_full_segments_are_rotated_and_deleted_once_committed(store):
     await writer.close()
 
 
-async def test_closing_with_the_database_down_leaves_rows_for_the_next_start(store, monkeypatch):
+@pytest.mark.parametrize("committer", ["process", "inline"])
+async def test_closing_with_the_database_down_leaves_rows_for_the_next_start(store, monkeypatch, committer):
     monkeypatch.setattr(usage_mod, "RETRY_PAUSE_S", 0.01)
-    writer = UsageWriter(store, retry_delays=(0.001,))
+    writer = UsageWriter(store, retry_delays=(0.001,), committer=committer)
     await writer.start()
-    real = store.usage.insert_many
-
-    async def broken(rows):
-        raise RuntimeError("disk I/O error")
-
-    store.usage.insert_many = broken
+    await _database_fails(store, True)
     calls = [_call(i) for i in range(5)]
     for c in calls:
         await writer.record(c, _ok())
     await writer.close()
     assert len(_segments(store)) == 1
-    store.usage.insert_many = real
+    await _database_fails(store, False)
     nxt = UsageWriter(store)
     await nxt.start()
     assert nxt.replayed == 5 and await _count(store) == 5
     await nxt.close()
+
+
+async def test_rows_are_committed_by_a_child_process_that_is_restarted_when_killed(store):
+    import signal
+    writer = UsageWriter(store)
+    assert writer.committer_mode == "process"
+    await writer.start()
+    first = writer._committer.pid
+    assert first is not None and first != os.getpid()
+    await writer.record(_call(1), _ok())
+    assert await writer.flush(timeout=5) and await _count(store) == 1
+    os.kill(first, signal.SIGKILL)
+    await writer.record(_call(2), _ok())  # acknowledged while no committer runs: it waits in the journal
+    assert await writer.flush(timeout=10), "a new committer takes over from the last confirmed position"
+    assert writer._committer.pid != first and writer._committer.restarts == 1
+    assert await _count(store) == 2
+    await writer.close()
+    assert _segments(store) == []
+
+
+async def test_close_commits_in_process_what_a_dead_committer_left(store, monkeypatch):
+    import signal
+    from gateway import usage_committer
+    monkeypatch.setattr(usage_committer, "RESTART_DELAYS", (30.0,))  # it stays dead until close
+    writer = UsageWriter(store)
+    await writer.start()
+    os.kill(writer._committer.pid, signal.SIGKILL)
+    for i in range(10):
+        await writer.record(_call(i), _ok())
+    await writer.close()
+    assert await _count(store) == 10 and _segments(store) == []
 
 
 async def test_memory_store_acknowledges_after_the_commit():
