@@ -479,3 +479,31 @@ async def test_a_segment_the_database_refuses_does_not_stop_the_start_and_is_kep
     assert await replay_journal(store, journal_dir(store.path)) == 1  # a later pass commits it
     await writer.close()
     assert await _count(store) == 1 and _segments(store) == []
+
+
+def test_committer_env_parsing():
+    from gateway.usage_committer import committer_mode_from_env, interval_from_env
+    assert committer_mode_from_env({}) == "process"
+    assert committer_mode_from_env({"WATCHLLM_USAGE_COMMITTER": "Inline"}) == "inline"
+    with pytest.raises(ValueError):
+        committer_mode_from_env({"WATCHLLM_USAGE_COMMITTER": "thread"})
+    assert interval_from_env({}) == 0.02
+    assert interval_from_env({"WATCHLLM_USAGE_COMMIT_INTERVAL_MS": "250"}) == 0.25
+    for bad in ("soon", "0", "20000"):
+        with pytest.raises(ValueError):
+            interval_from_env({"WATCHLLM_USAGE_COMMIT_INTERVAL_MS": bad})
+
+
+async def test_the_committer_runs_at_a_lower_priority_and_commits_without_being_asked(store, monkeypatch):
+    monkeypatch.setenv("WATCHLLM_STORE_THREAD_NICE", "7")
+    writer = UsageWriter(store)
+    await writer.start()
+    pid = writer._committer.pid
+    await writer.record(_call(1), _ok())
+    for _ in range(200):  # no read asks for it: the committer's own interval brings the row in
+        if await store.fetchone("SELECT 1 FROM usage") is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert await _count(store) == 1
+    assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
+    await writer.close()
