@@ -45,6 +45,7 @@ from typing import Any, Callable
 
 import orjson
 
+from .logs import configure_logging
 from .store.usage import insert_statements
 from .usage_journal import RowDecoder, complete_lines
 
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--busy-timeout-ms", type=int, default=5000)
     p.add_argument("--nice", type=int, default=0)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging()  # the gateway's format and level (LOG_FORMAT, LOG_LEVEL are inherited)
     _lower_priority(args.nice)
     sock = socket.socket(fileno=args.fd)
     sock.setblocking(False)
@@ -373,6 +374,8 @@ class Committer:
         for msg in self._segments:
             start = self.acked[1] if msg["index"] == self.acked[0] else msg["start"]
             self._send({**msg, "start": start, "prev_end": None})
+        if self._waiters:  # reads that asked the one before
+            self._send({"op": "flush"})
         self._reader_task = asyncio.create_task(self._read(reader), name="usage-committer")
 
     def _send(self, msg: dict[str, Any]) -> None:
