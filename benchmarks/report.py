@@ -176,6 +176,18 @@ def targets(derived: dict[str, Any], ok: dict[str, dict[str, Any]]) -> list[dict
     return out
 
 
+def _open_client(rows: list[dict[str, Any]]) -> str:
+    """Which client ran the open loops, and what it cost (the full chain's open run): it shares a core
+    with the mock upstream, so what it spends there would show in every latency it measures."""
+    r = next((row.get("open") for row in rows if row.get("name") == "full_miss" and row.get("open")), None)
+    if not r or not r.get("requests"):
+        return "Python client"
+    kind = "lean Python client (llhttp, select loop)" if r.get("tool") == "python-lean" else "Python client (aiohttp)"
+    late = (r.get("late_sends_ms") or {}).get("p99")
+    return (f"{kind}, {r['client_cpu_s'] / r['requests'] * 1e6:.0f} µs of client CPU per request, sends late p99 "
+            f"{_fmt(late, 3)} ms")
+
+
 def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], derived: dict[str, Any]) -> str:
     m = meta["machine"]
     lines = [
@@ -186,7 +198,7 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], derived: dict[str
         f"Pinning: {'server under test (gateway or pass-through) `' + meta['pinning']['server_under_test'] + '`; load generator, mock upstream and redis `' + meta['pinning']['load_mock_redis'] + '`' if meta['pinning']['enabled'] else 'off'}"
         " (the workers scenarios are unpinned).",
         f"Closed loop: `{meta['calibration'].get('closed_loop_tool', '?')}`, {meta['durations']['concurrency']} connections, "
-        f"{meta['durations']['closed']:g} s. Open loop: Python client, latency from the intended send time (coordinated-omission "
+        f"{meta['durations']['closed']:g} s. Open loop: {_open_client(rows)}, latency from the intended send time (coordinated-omission "
         f"corrected), {meta['durations']['open']:g} s at {_fmt(meta['open_loop_rate'])} req/s (half the full chain's maximum). "
         f"Streams: {meta['durations']['stream_rate']:g} streams/s, {meta['durations']['chunks']} chunks {meta['durations']['chunk_delay_ms']:g} ms apart.",
         "",

@@ -94,10 +94,10 @@ class Bench:
 
     def open(self, url: str, body: BodySource, headers: dict[str, str], rate: float, server: Proc | None = None) -> dict[str, Any]:
         # warm-up at the same rate: the server's pools and caches fill before measuring
-        asyncio.run(loadgen.open_loop(url, body, rate=rate, duration=min(1.0, self.dur.warmup), headers=headers))
+        loadgen.run_open(loadgen.open_loop(url, body, rate=rate, duration=min(1.0, self.dur.warmup), headers=headers))
         f0 = self.foreign(server)
         cpu0 = server.cpu_s() if server else None
-        res = asyncio.run(loadgen.open_loop(url, body, rate=rate, duration=self.dur.open, headers=headers, max_connections=256))
+        res = loadgen.run_open(loadgen.open_loop(url, body, rate=rate, duration=self.dur.open, headers=headers, max_connections=256))
         out = res.to_dict()
         out["foreign_cpu_pct"] = self.foreign_pct(f0, server)
         if server is not None and cpu0 is not None and res.requests:
@@ -106,7 +106,7 @@ class Bench:
 
     def stream(self, url: str, headers: dict[str, str]) -> dict[str, Any]:
         body = body_for("unique", stream=True)
-        res = asyncio.run(loadgen.open_loop(url, body, rate=self.dur.stream_rate, duration=self.dur.stream, headers=headers,
+        res = loadgen.run_open(loadgen.open_loop(url, body, rate=self.dur.stream_rate, duration=self.dur.stream, headers=headers,
                                             stream=True, warmup=min(0.5, self.dur.warmup)))
         return res.to_dict()
 
@@ -220,7 +220,7 @@ class Bench:
             got: dict[str, dict[str, float]] = {}
             for which in order:
                 u, b, h = (direct_url, body_for("unique"), {}) if which == "direct" else (url, body, headers)
-                res = asyncio.run(loadgen.open_loop(u, b, rate=rate, duration=d, headers=h, max_connections=256))
+                res = loadgen.run_open(loadgen.open_loop(u, b, rate=rate, duration=d, headers=h, max_connections=256))
                 got[which] = res.latency_ms
             for p in added:
                 if got["gw"].get(p) is not None and got["direct"].get(p) is not None:
@@ -361,8 +361,10 @@ def _print_closed(name: str, r: dict[str, Any]) -> None:
 
 def _print_open(name: str, r: dict[str, Any]) -> None:
     lat = r["latency_ms"]
+    client = (f"client {r['tool']} {r['client_cpu_s'] / r['requests'] * 1e6:.0f} µs/req, sends late p99 "
+              f"{(r.get('late_sends_ms') or {}).get('p99', '-')} ms") if r.get("requests") else "client -"
     print(f"    {name} open @ {r['rate']:,.0f}/s: p50 {lat.get('p50')} p90 {lat.get('p90')} p99 {lat.get('p99')} ms, "
-          f"errors {r['errors']}, other processes {r.get('foreign_cpu_pct')}% CPU", flush=True)
+          f"errors {r['errors']}, {client}, other processes {r.get('foreign_cpu_pct')}% CPU", flush=True)
 
 
 def _print_stream(name: str, r: dict[str, Any]) -> None:

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             ct0 = psutil.cpu_times()
             busy0 = ct0.user + ct0.system + ct0.nice
             ours0 = mock.cpu_s() + gw.cpu_s() + sum(os.times()[:4])
-            res = asyncio.run(loadgen.open_loop(url, body, rate=rate, duration=window, headers=headers, timeout=10))
+            res = loadgen.run_open(loadgen.open_loop(url, body, rate=rate, duration=window, headers=headers, timeout=10))
             wall = time.monotonic() - w0
             ct1 = psutil.cpu_times()
             busy = ct1.user + ct1.system + ct1.nice - busy0
