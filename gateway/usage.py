@@ -250,6 +250,8 @@ class UsageWriter:
                 self._journalled += 1
                 if self.journal.full():
                     self._rotate_for_committer()
+                elif self.journal.wants_spare():
+                    asyncio.get_running_loop().run_in_executor(None, self.journal.prepare)
                 if self.waiters:
                     wait = time.perf_counter() - t0
                     for fn in self.waiters:
@@ -342,6 +344,7 @@ class UsageWriter:
             return
         assert self.journal.path is not None
         self._committer.rotated(end, self.journal.index, self.journal.path)
+        asyncio.get_running_loop().run_in_executor(None, self.journal.release_retired)
 
     async def _stop_committer(self) -> None:
         """Let the committer finish the journal; if it cannot, commit what is left here."""
@@ -455,13 +458,18 @@ class UsageWriter:
 
     def _maybe_rotate(self) -> None:
         """A full segment is swapped for a new one; every row in it is queued or committed by now."""
-        if self.journal is None or self._committer is not None or not self.journal.full():
+        if self.journal is None or self._committer is not None:
+            return
+        if not self.journal.full():
+            if self.journal.wants_spare():
+                asyncio.get_running_loop().run_in_executor(None, self.journal.prepare)
             return
         try:
             old = self.journal.rotate()
         except OSError as exc:
             log.error("usage journal: cannot start a new segment (%s); the current one keeps growing", exc)
             return
+        asyncio.get_running_loop().run_in_executor(None, self.journal.release_retired)
         if old is not None:
             self._rotated.append((self._seq, old))
 

@@ -36,6 +36,7 @@ import logging
 import mmap
 import os
 import secrets
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -60,7 +61,11 @@ def journal_dir(db_path: str | os.PathLike[str]) -> Path:
 
 
 class UsageJournal:
-    """This process's append-only segment. Not thread-safe: the event loop's thread only."""
+    """This process's append-only segment. The event loop's thread only, except ``prepare`` and
+    ``release_retired``, which do the slow file work of a rotation in a worker thread: creating a
+    segment (``posix_fallocate`` of 8 MB, ``mmap``) measured 5.3 ms p50 / 17 ms max here, and unmapping
+    and trimming the old one 2.3 / 4.7 ms; on the event loop that was a stall every ~3 s at 2,800
+    requests/s. With a spare made ahead and the old one released behind, a rotation is a swap."""
 
     def __init__(self, directory: Path, *, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = directory
@@ -73,6 +78,10 @@ class UsageJournal:
         self._size = 0   # row bytes in this segment (rotation)
         self._kept = 0   # mapped bytes before this offset are released from the process's resident set
         self.index = 0   # segments opened by this journal so far: (index, offset) orders every row it wrote
+        self._spare: tuple[int, Path, mmap.mmap, int] | None = None  # the next segment, made ahead (prepare)
+        self._preparing = False
+        self._retired: list[tuple[int, mmap.mmap, int]] = []  # rotated segments to unmap, trim and close
+        self._lock = threading.Lock()
 
     def open(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -136,40 +145,88 @@ class UsageJournal:
     def full(self) -> bool:
         return self._size >= self.segment_bytes
 
+    def wants_spare(self) -> bool:
+        """Half full and no next segment made or being made: time to ``prepare`` one (in a thread)."""
+        if self._spare is not None or self._preparing or self._size < self.segment_bytes // 2 or self._fd < 0:
+            return False
+        self._preparing = True
+        return True
+
+    def prepare(self) -> None:
+        """Make the next segment (thread-safe; run it off the event loop)."""
+        try:
+            made = self._new_segment()
+            with self._lock:
+                if self._spare is None and self._fd >= 0:
+                    self._spare, made = made, None  # type: ignore[assignment]
+            if made is not None:  # not needed after all (rotated meanwhile, or closed)
+                self._drop_segment(made)
+        except OSError as exc:  # the rotation will try again itself, on the loop, and report it
+            log.warning("usage journal: cannot prepare the next segment: %s", exc)
+        finally:
+            self._preparing = False
+
     def rotate(self) -> Path | None:
-        """Start a new segment; return the old one (delete it once its rows are committed)."""
+        """Start a new segment; return the old one (delete it once its rows are committed). The old one is
+        unmapped, trimmed and closed by ``release_retired`` (run it in a thread; ``close`` runs it too)."""
         if self._fd < 0:
             return None
-        new = self._new_segment()
+        with self._lock:
+            new, self._spare = self._spare, None
+        if new is None:
+            new = self._new_segment()
         old = self.path
-        self._release(trim=True)
+        assert self._map is not None
+        self._retired.append((self._fd, self._map, self._pos))
         self._fd, self.path, self._map, self._pos = new
         self._cap = len(self._map)
         self._size = self._kept = 0
         self.index += 1
         return old
 
+    def release_retired(self) -> None:
+        """Unmap, trim and close the rotated segments (thread-safe; run it off the event loop)."""
+        while True:
+            try:
+                fd, mapped, used = self._retired.pop()
+            except IndexError:
+                return
+            _close_segment(fd, mapped, used, trim=True)
+
     def close(self, *, delete: bool) -> None:
         """Close this process's segment; ``delete`` once every row in it is committed."""
+        self.release_retired()
         if self._fd < 0:
             return
         path, self.path = self.path, None
         if delete and path is not None:
             path.unlink(missing_ok=True)
-        self._release(trim=not delete)
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            self._drop_segment(spare)
+        fd, mapped, used = self._fd, self._map, self._pos
+        self._fd, self._map = -1, None
+        _close_segment(fd, mapped, used, trim=not delete)
 
-    def _release(self, *, trim: bool) -> None:
-        """Unmap and close (dropping the lock: a replay now would only re-insert committed rows)."""
-        if self._map is not None:
-            self._map.close()
-            self._map = None
-        if trim:
-            try:
-                os.ftruncate(self._fd, self._pos)  # a kept segment holds its rows, not the reserved zeros
-            except OSError:
-                pass  # the zeros are skipped when it is read
-        os.close(self._fd)
-        self._fd = -1
+    @staticmethod
+    def _drop_segment(seg: tuple[int, Path, mmap.mmap, int]) -> None:
+        """A made segment that holds no row: delete it."""
+        fd, path, mapped, _ = seg
+        path.unlink(missing_ok=True)
+        _close_segment(fd, mapped, 0, trim=False)
+
+
+def _close_segment(fd: int, mapped: mmap.mmap | None, used: int, *, trim: bool) -> None:
+    """Unmap and close (dropping the lock: a replay now would only re-insert committed rows)."""
+    if mapped is not None:
+        mapped.close()
+    if trim:
+        try:
+            os.ftruncate(fd, used)  # a kept segment holds its rows, not the reserved zeros
+        except OSError:
+            pass  # the zeros are skipped when it is read
+    os.close(fd)
 
 
 def _unlocked_segments(directory: Path) -> Iterator[tuple[Path, int]]:

@@ -507,3 +507,38 @@ async def test_the_committer_runs_at_a_lower_priority_and_commits_without_being_
     assert await _count(store) == 1
     assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
     await writer.close()
+
+
+def test_a_rotation_swaps_in_a_segment_made_ahead_and_releases_the_old_one_later(tmp_path):
+    import threading
+    from gateway.usage import usage_row
+    journal = UsageJournal(tmp_path / "j", segment_bytes=4096)
+    journal.open()
+    first = journal.path
+    row = usage_row(_call(1), _ok())
+    written = 0
+    while not journal.wants_spare():
+        journal.append(row)
+        written += 1
+    assert not journal.wants_spare(), "asked once: a second caller must not make another"
+    t = threading.Thread(target=journal.prepare)  # what the writer runs in its executor
+    t.start()
+    t.join()
+    spare = journal._spare[1]
+    assert spare.exists() and len(list((tmp_path / "j").glob("seg-*.jsonl"))) == 2
+    while not journal.full():
+        journal.append(row)
+        written += 1
+    used = journal.position[1]
+    assert journal.rotate() == first and journal.path == spare
+    assert first.stat().st_size > used, "not trimmed yet: the old segment is released off the event loop"
+    journal.release_retired()
+    assert first.stat().st_size == used and journal._retired == []
+    assert len(_rows_in(first)) == written
+    # an unused spare is deleted at close
+    while not journal.wants_spare():
+        journal.append(row)
+    journal.prepare()
+    extra = journal._spare[1]
+    journal.close(delete=True)
+    assert not extra.exists() and not spare.exists() and first.exists()
