@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 
 import openai
@@ -29,6 +30,9 @@ def test_two_workers_share_the_port_and_stop_cleanly(gateway_factory, tmp_path):
         assert c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "w"}]).choices
     children = _listening_workers(gw, expected=2)
     assert len(children) == 2  # two workers listen on the same port
+    # each worker has its own usage committer process (a child of the worker)
+    committers = [p for ch in children for p in ch.children() if "gateway.usage_committer" in " ".join(p.cmdline())]
+    assert len(committers) == 2 and {p.ppid() for p in committers} == {ch.pid for ch in children}
     # SIGHUP to the parent reloads every worker (each logs its reload)
     gw.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
@@ -37,8 +41,16 @@ def test_two_workers_share_the_port_and_stop_cleanly(gateway_factory, tmp_path):
     assert gw.log().count("config reloaded") >= 2, gw.log()[-2000:]
     assert c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "after"}]).choices
     assert gw.stop(timeout=20) == 0
-    assert not any(psutil.pid_exists(ch.pid) and psutil.Process(ch.pid).status() != psutil.STATUS_ZOMBIE for ch in children)
+    assert not any(psutil.pid_exists(ch.pid) and psutil.Process(ch.pid).status() != psutil.STATUS_ZOMBIE
+                   for ch in children + committers)
     assert os.path.exists(gw.log_path)
+    # every answered request has its row, committed by one of the two committers; nothing left to replay
+    db = sqlite3.connect(tmp_path / "watchllm.db")
+    try:
+        assert db.execute("SELECT COUNT(*) FROM usage WHERE status = 200").fetchone()[0] == 21
+    finally:
+        db.close()
+    assert not list((tmp_path / "watchllm.db.usage-journal").glob("seg-*.jsonl"))
 
 
 def test_metrics_add_up_across_two_workers(gateway_factory, tmp_path):

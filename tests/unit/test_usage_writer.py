@@ -549,3 +549,4 @@ def test_a_rotation_swaps_in_a_segment_made_ahead_and_releases_the_old_one_later
     extra = journal._spare[1]
     journal.close(delete=True)
     assert not extra.exists() and not spare.exists() and first.exists()
+
