@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 from .gateway_setup import _post, load_pipelines, pipeline_entries, seed_key, write_config
 from .loadgen import chat_body, run_wrk
 from .procs import PYTHON, ROOT, Proc, free_port
@@ -37,15 +39,27 @@ __all__ = ["count", "main"]
 UNIQUE = chat_body(prompt="Request {n}: summarise the benefits of connection pooling in two sentences.")
 
 
-def _total_ir(out_dir: Path) -> int:
-    """The largest ``totals:`` line of the callgrind dumps (the dump taken after the window)."""
-    best = 0
-    for path in glob.glob(str(out_dir / "cg.*")):
-        with open(path, errors="replace") as fh:
-            for line in fh:
-                if line.startswith(("totals:", "summary:")):
-                    best = max(best, int(line.split()[1]))
-    return best
+def _total_ir(out_dir: Path, pids: list[int]) -> int:
+    """Per process, the largest ``totals:`` line of its callgrind dumps (the dump taken after the window),
+    summed over ``pids``: the server and its usage committer child (``--trace-children=yes``)."""
+    total = 0
+    for pid in pids:
+        best = 0
+        for path in glob.glob(str(out_dir / f"cg.{pid}")) + glob.glob(str(out_dir / f"cg.{pid}.*")):
+            with open(path, errors="replace") as fh:
+                for line in fh:
+                    if line.startswith(("totals:", "summary:")):
+                        best = max(best, int(line.split()[1]))
+        total += best
+    return total
+
+
+def _tree_pids(pid: int) -> list[int]:
+    try:
+        proc = psutil.Process(pid)
+        return [pid, *(c.pid for c in proc.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return [pid]
 
 
 def count(name: str, *, seconds: float = 15.0, drop: str | None = None, log_dir: Path) -> dict[str, object]:
@@ -53,7 +67,10 @@ def count(name: str, *, seconds: float = 15.0, drop: str | None = None, log_dir:
     mock_port, port = free_port(), free_port()
     mock = Proc("mock", [PYTHON, "-m", "benchmarks.mock_upstream", "--port", str(mock_port)], cpus="0", log_dir=log_dir).start()
     out_dir = Path(tempfile.mkdtemp(prefix="callgrind-", dir=log_dir))
-    vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_dir}/cg.%p"]
+    # --trace-children: the gateway's usage committer (a child process, gateway/usage_committer.py) does
+    # part of every request's work; it is counted with the server.
+    vg = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=yes",
+          f"--callgrind-out-file={out_dir}/cg.%p"]
     headers: dict[str, str] = {}
     body = chat_body()
     workdir: Path | None = None
@@ -82,14 +99,18 @@ def count(name: str, *, seconds: float = 15.0, drop: str | None = None, log_dir:
                 body = UNIQUE
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         run_wrk(url, body, connections=8, duration=5, headers=headers, taskset="0")  # warm-up, not counted
-        subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], capture_output=True, check=False)
+        pids = _tree_pids(server.pid)
+        for pid in pids:
+            subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=False)
         res = run_wrk(url, body, connections=8, duration=seconds, headers=headers, taskset="0")
-        subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], capture_output=True, check=False)
-        subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True, check=False)
+        for pid in pids:
+            subprocess.run(["callgrind_control", "-i", "off", str(pid)], capture_output=True, check=False)
+            subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=False)
         time.sleep(2)
-        total = _total_ir(out_dir)
+        total = _total_ir(out_dir, pids)
         return {"scenario": name + (f" minus {drop}" if drop else ""), "requests": res.requests, "errors": res.errors,
-                "instructions_per_request": round(total / res.requests) if res.requests else None}
+                "instructions_per_request": round(total / res.requests) if res.requests else None,
+                "processes": len(pids)}
     finally:
         if server is not None:
             server.stop(grace=30)
@@ -115,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         r = count(name, seconds=args.seconds, drop=args.drop, log_dir=log_dir)
         ipr = r["instructions_per_request"]
         print(f"{r['scenario']}: {'-' if ipr is None else f'{ipr:,}'} instructions/request "
-              f"({r['requests']} requests, {r['errors']} errors)", flush=True)
+              f"({r['requests']} requests, {r['errors']} errors, {r['processes']} process(es) counted)", flush=True)
     return 0
 
 
