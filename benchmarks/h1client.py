@@ -81,7 +81,7 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         start, self.start = self.start, None
-        self.sender._gone(self, exc if start is not None else None)
+        self.sender._gone(exc if start is not None else None)
 
 
 class Sender:
@@ -147,7 +147,7 @@ class Sender:
         self.on_done(start, status)
         self._settle(None)
 
-    def _gone(self, conn: _Conn, exc: BaseException | None) -> None:
+    def _gone(self, exc: BaseException | None) -> None:
         self.count -= 1
         if exc is not None:
             self._settle(exc)

@@ -164,6 +164,7 @@ class UsageWriter:
         self.committer_mode = (committer or committer_mode_from_env()) if self.journal is not None else "inline"
         self._committer: Committer | None = None
         self._journalled = 0  # rows appended for the committer process
+        self._committer_closing: asyncio.Task[bool] | None = None  # after a journal write failed
         self.listeners: list[FlushListener] = []
         self.waiters: list[Callable[[float], None]] = []
         # (sequence number, row, future of a waiter in commit mode or None for a journalled row)
@@ -250,8 +251,8 @@ class UsageWriter:
                 self._journalled += 1
                 if self.journal.full():
                     self._rotate_for_committer()
-                elif self.journal.wants_spare():
-                    asyncio.get_running_loop().run_in_executor(None, self.journal.prepare)
+                else:
+                    self._prepare_spare_if_due()
                 if self.waiters:
                     wait = time.perf_counter() - t0
                     for fn in self.waiters:
@@ -316,6 +317,8 @@ class UsageWriter:
             await self._drain()
         if self._committer is not None:
             await self._stop_committer()
+        if self._committer_closing is not None:
+            await self._committer_closing
         if self.journal is not None:
             self.journal.close(delete=not self._left_in_journal)
         if self.store.usage.settle == self._settle:
@@ -329,10 +332,17 @@ class UsageWriter:
         self.ack = "commit"
         journal, self.journal = self.journal, None
         if journal is not None:
-            if self._committer is not None:  # it commits what the journal holds, then stops
+            if self._committer is not None:  # it commits what the journal holds, then stops (close awaits it)
                 committer, self._committer = self._committer, None
-                asyncio.get_running_loop().create_task(committer.close(journal.position[1]), name="usage-committer-close")
+                self._committer_closing = asyncio.get_running_loop().create_task(
+                    committer.close(journal.position[1]), name="usage-committer-close")
             journal.close(delete=False)
+
+    def _prepare_spare_if_due(self) -> None:
+        """Half way through a segment, make the next one in a worker thread (a rotation is then a swap)."""
+        assert self.journal is not None
+        if self.journal.wants_spare():
+            asyncio.get_running_loop().run_in_executor(None, self.journal.prepare)
 
     def _rotate_for_committer(self) -> None:
         assert self.journal is not None and self._committer is not None
@@ -461,8 +471,7 @@ class UsageWriter:
         if self.journal is None or self._committer is not None:
             return
         if not self.journal.full():
-            if self.journal.wants_spare():
-                asyncio.get_running_loop().run_in_executor(None, self.journal.prepare)
+            self._prepare_spare_if_due()
             return
         try:
             old = self.journal.rotate()

@@ -263,7 +263,6 @@ class RowDecoder:
     def __init__(self) -> None:
         self.columns: list[str] = list(COLUMNS)
         self.current = True  # the segment's columns are today's: rows need no remapping
-        self.skipped = 0
 
     def rows(self, lines: bytes) -> list[tuple[Any, ...]]:
         out: list[tuple[Any, ...]] = []
@@ -274,7 +273,6 @@ class RowDecoder:
             try:
                 row = orjson.loads(line)
             except orjson.JSONDecodeError:
-                self.skipped += 1
                 log.warning("usage journal: skipping a damaged line")
                 continue
             if isinstance(row, list) and len(row) == width:
@@ -284,7 +282,6 @@ class RowDecoder:
                 self.current = tuple(self.columns) == COLUMNS
                 width = len(self.columns)
             else:
-                self.skipped += 1
                 log.warning("usage journal: skipping a line that does not match its header")
         return out
 

@@ -82,6 +82,18 @@ async def test_closed_loop_counts_requests_and_measures_known_latency():
     assert res.rps <= 4 / 0.020 * 1.05
 
 
+async def _serve_chat(handler) -> tuple[web.AppRunner, str]:
+    """A one-route server (POST /v1/chat/completions) on a free loopback port: (runner, URL)."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
 async def test_open_loop_charges_a_stall_to_every_request_it_delayed():
     """Coordinated omission: a server stall shows in the latency of every request scheduled during it."""
     stall = {"until": 0.0}
@@ -93,13 +105,7 @@ async def test_open_loop_charges_a_stall_to_every_request_it_delayed():
             await asyncio.sleep(delay)
         return web.Response(body=b"{}", content_type="application/json")
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/v1/chat/completions"  # type: ignore[union-attr]
+    runner, url = await _serve_chat(handler)
     try:
         healthy = await loadgen.open_loop(url, chat_body(), rate=100, duration=1.0)
         stall["until"] = time.perf_counter() + 0.5  # nothing is answered for the first half second
@@ -258,15 +264,9 @@ async def test_lean_open_loop_counts_statuses_closed_connections_and_refusals():
             resp.force_close()  # from then on: Connection: close on every answer
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, url = await _serve_chat(handler)
     try:
-        res = await loadgen.open_loop(f"http://127.0.0.1:{port}/v1/chat/completions", chat_body(), rate=200,
+        res = await loadgen.open_loop(url, chat_body(), rate=200,
                                       duration=0.3, max_connections=4)
     finally:
         await runner.cleanup()
