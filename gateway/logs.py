@@ -2,7 +2,11 @@
 
 ``configure_logging()`` installs the formatter on the root logger (replacing its handlers),
 level from ``LOG_LEVEL`` (default INFO), format from ``LOG_FORMAT`` (``json``, the default,
-or ``text`` for the classic human format). Every line has ``ts`` (UTC, ISO 8601 with ms),
+or ``text`` for the classic human format). In JSON format the per-request lines are buffered and
+written at most every ``LOG_FLUSH_MS`` (default 50; 0 writes each line at once), like nginx's
+``access_log ... buffer= flush=``: one ``write`` per batch of whole lines of at most ``PIPE_BUF``
+bytes (so lines of several workers sharing a pipe never interleave). Every other record is written
+at once, after what is buffered; ``flush_logs()`` (called at shutdown) writes what is left. Every line has ``ts`` (UTC, ISO 8601 with ms),
 ``level``, ``logger``, ``msg``; exceptions add ``exc``; fields passed as
 ``extra={"fields": {...}}`` are merged in (reserved keys cannot be overwritten).
 
@@ -20,21 +24,38 @@ secrets: the fields are picked one by one from the call's facts, nothing is dump
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import select
 import sys
 import time
-from datetime import datetime, timezone
 from typing import IO, Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "configure_logging", "request_fields", "log_request", "REQUEST_LOGGER"]
+__all__ = ["JsonFormatter", "JsonLineHandler", "configure_logging", "flush_logs", "request_fields", "log_request",
+           "REQUEST_LOGGER"]
 
 REQUEST_LOGGER = "watchllm.request"
 _RESERVED = frozenset({"ts", "level", "logger", "msg", "exc"})
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _request_log = logging.getLogger(REQUEST_LOGGER)
+_watchllm_log = logging.getLogger("watchllm")
+_PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
+_BUFFER_MAX = 64 * 1024  # bytes buffered before a write regardless of the timer
+_ts_cache: tuple[int, str] = (-1, "")
+
+
+def _timestamp(t: float) -> str:
+    """UTC ISO 8601 with milliseconds ("2026-12-05T11:32:57.123Z"); the date part is made once a second."""
+    global _ts_cache
+    sec = int(t)
+    cached, prefix = _ts_cache
+    if sec != cached:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+        _ts_cache = (sec, prefix)  # one assignment: another thread sees the old pair or the new
+    return f"{prefix}{int((t - sec) * 1000):03d}Z"
 
 
 def _default(value: Any) -> Any:
@@ -45,9 +66,8 @@ class JsonFormatter(logging.Formatter):
     """One compact JSON object per record (orjson; non-JSON values become their repr)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        ts = datetime.fromtimestamp(record.created, tz=timezone.utc)
         out: dict[str, Any] = {
-            "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
+            "ts": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -64,15 +84,113 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """JSON lines on a stream; request lines (``append``) are buffered for at most ``flush_s``.
+
+    Written from the event loop's thread (request lines, the timer) and any other (records):
+    both take the handler's lock. With no running event loop a request line is written at once.
+    """
+
+    def __init__(self, stream: IO[str], flush_s: float) -> None:
+        super().__init__(stream)
+        self.setFormatter(JsonFormatter())
+        self.flush_s = flush_s
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        try:
+            self._fd: int | None = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # StringIO and the like
+            self._fd = None
+
+    def append(self, line: bytes) -> None:
+        """Buffer one whole line (ending in a newline); written within ``flush_s``."""
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+            self._size += len(line)
+            if self.flush_s <= 0 or self._size >= _BUFFER_MAX:
+                self._drain()
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._drain()
+                return
+            if self._timer_loop is not loop:  # none pending, or pending on a loop that is gone
+                self._timer_loop = loop
+                loop.call_later(self.flush_s, self._on_timer, loop)
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._timer_loop is loop:
+                self._timer_loop = None
+            self._drain()
+
+    def _drain(self) -> None:
+        """Write the buffered lines (caller holds the lock); a failed write drops them, never raises."""
+        if not self._lines:
+            return
+        lines, self._lines, self._size = self._lines, [], 0
+        try:
+            if self._fd is None:
+                self.stream.write(b"".join(lines).decode())
+                return
+            self.stream.flush()  # anything written through the text stream goes first
+            chunk: list[bytes] = []
+            size = 0
+            for line in lines:  # whole lines, at most PIPE_BUF bytes per write where a line allows
+                if chunk and size + len(line) > _PIPE_BUF:
+                    self._write_all(b"".join(chunk))
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line)
+            self._write_all(b"".join(chunk))
+        except Exception:  # a log write must never break a response (a closed or full stderr)
+            pass
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]  # type: ignore[arg-type]
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._drain()
+            super().flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._drain()  # keep the order of lines
+        super().emit(record)
+
+
+_json_handler: JsonLineHandler | None = None
+
+
+def _flush_interval() -> float:
+    raw = os.environ.get("LOG_FLUSH_MS", "50").strip()
+    try:
+        return max(0.0, float(raw)) / 1000
+    except ValueError:
+        return 0.05
+
+
 def configure_logging(level: str | int | None = None, *, fmt: str | None = None, stream: IO[str] | None = None) -> logging.Handler:
     """Root logging for the server process: JSON lines on stderr. Returns the installed handler."""
+    global _json_handler
     level = level if level is not None else os.environ.get("LOG_LEVEL", "INFO")
     if isinstance(level, str):
         name = level.strip().upper()
         level = logging.getLevelName(name) if isinstance(logging.getLevelName(name), int) else logging.INFO
     fmt = (fmt or os.environ.get("LOG_FORMAT", "json")).strip().lower()
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(logging.Formatter(_TEXT_FORMAT) if fmt == "text" else JsonFormatter())
+    out = stream if stream is not None else sys.stderr
+    handler: logging.Handler
+    if fmt == "text":
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+        _json_handler = None
+    else:
+        handler = _json_handler = JsonLineHandler(out, _flush_interval())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -131,4 +249,22 @@ def log_request(call: Any, outcome: Any, known_models: Any = None) -> None:
     except Exception:  # a log line must never break a response
         _request_log.debug("request fields unavailable", exc_info=True)
         return
+    handler = _json_handler
+    root_handlers = logging.root.handlers
+    if (handler is not None and len(root_handlers) == 1 and root_handlers[0] is handler and not _request_log.handlers
+            and not _watchllm_log.handlers and not _request_log.filters and _request_log.propagate and _watchllm_log.propagate):
+        # Only our handler would see the record: the same line, made without a LogRecord, buffered.
+        out = {"ts": _timestamp(time.time()), "level": "INFO", "logger": REQUEST_LOGGER, "msg": "request", **fields}
+        try:
+            line = orjson.dumps(out, default=_default, option=orjson.OPT_APPEND_NEWLINE)
+        except Exception:
+            return
+        handler.append(line)
+        return
     _request_log.info("request", extra={"fields": fields})
+
+
+def flush_logs() -> None:
+    """Write what the JSON handler holds (at shutdown; ``logging.shutdown`` does it too at exit)."""
+    if _json_handler is not None:
+        _json_handler.flush()

@@ -30,7 +30,7 @@ from .http.keys import CHAIN, RUNTIME, SERVICES, WRITER
 from .http.protocol import FrontLimits, GuardedRunner
 from .http.routes import setup_routes
 from .http.writer import ReplyWriter
-from .logs import log_request
+from .logs import flush_logs, log_request
 
 __all__ = ["build_app", "serve", "run"]
 
@@ -214,6 +214,7 @@ async def serve(config: Config, *, host: str | None = None, port: int | None = N
     log.info("shutting down: draining in-flight requests")
     app[RUNTIME]["draining"] = True
     await runner.cleanup()  # closes listeners, waits for handlers (shutdown_timeout), runs cleanup_ctx
+    flush_logs()  # buffered request lines (a spawned worker exits without logging.shutdown)
     return 0
 
 

@@ -7,6 +7,7 @@ import sqlite3
 import time
 
 import openai
+import orjson
 import psutil
 
 from tests.fixtures.gateway import base_config
@@ -48,9 +49,13 @@ def test_two_workers_share_the_port_and_stop_cleanly(gateway_factory, tmp_path):
     db = sqlite3.connect(tmp_path / "watchllm.db")
     try:
         assert db.execute("SELECT COUNT(*) FROM usage WHERE status = 200").fetchone()[0] == 21
+        row_ids = {r[0] for r in db.execute("SELECT id FROM usage")}
     finally:
         db.close()
     assert not list((tmp_path / "watchllm.db.usage-journal").glob("seg-*.jsonl"))
+    # both workers' buffered request lines reached the shared log whole, none lost at shutdown
+    lines = [orjson.loads(x) for x in gw.log().splitlines() if '"logger":"watchllm.request"' in x]
+    assert len(lines) == 21 and {x["request_id"] for x in lines} == row_ids
 
 
 def test_metrics_add_up_across_two_workers(gateway_factory, tmp_path):

@@ -131,3 +131,88 @@ async def test_request_line_from_a_real_request_through_the_app(aiohttp_client, 
     assert line["request_id"] == r.headers.get("x-request-id") and line["model"] == "mock" and line["status"] == 200
     assert line["provider"] == "mock" and line["latency_ms"] > 0 and line["prompt_tokens"] > 0
     assert PROMPT not in buf.getvalue()
+
+
+def _only_our_handler(handler: logging.Handler) -> None:
+    """pytest adds its capture handlers to the root logger; the buffered path runs only when ours is alone."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if h is not handler:
+            root.removeHandler(h)
+
+
+async def test_request_lines_are_buffered_then_written_in_order_with_other_records(restore_root, monkeypatch):
+    import asyncio
+
+    monkeypatch.setenv("LOG_FLUSH_MS", "80")
+    buf = io.StringIO()
+    handler = configure_logging("INFO", stream=buf)
+    _only_our_handler(handler)
+    call, outcome = _call_and_outcome()
+    log_request(call, outcome)
+    log_request(call, outcome)
+    assert buf.getvalue() == ""  # held for at most LOG_FLUSH_MS
+    await asyncio.sleep(0.3)
+    lines = [orjson.loads(x) for x in buf.getvalue().splitlines()]
+    assert len(lines) == 2 and all(x["logger"] == "watchllm.request" and x["request_id"] == "req_1" for x in lines)
+    # the same fields, in the same order, as the formatter writes for a logged record
+    rec = logging.LogRecord("watchllm.request", logging.INFO, __file__, 1, "request", (), None)
+    rec.fields = request_fields(call, outcome)
+    expected = orjson.loads(JsonFormatter().format(rec))
+    assert list(lines[0]) == list(expected)
+    assert {k: v for k, v in lines[0].items() if k not in ("ts", "latency_ms")} == \
+        {k: v for k, v in expected.items() if k not in ("ts", "latency_ms")}
+    assert lines[0]["ts"][:16] == expected["ts"][:16] and lines[0]["ts"].endswith("Z") and len(lines[0]["ts"]) == 24
+    # any other record writes what is buffered first, then itself, at once
+    log_request(call, outcome)
+    logging.getLogger("watchllm.test").warning("after")
+    tail = [orjson.loads(x) for x in buf.getvalue().splitlines()[2:]]
+    assert [x["msg"] for x in tail] == ["request", "after"]
+
+
+async def test_request_lines_reach_a_pipe_as_whole_lines_in_writes_of_at_most_pipe_buf(restore_root, monkeypatch):
+    import os
+    import select
+
+    monkeypatch.setenv("LOG_FLUSH_MS", "10000")  # only the explicit flush writes
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    stream = os.fdopen(w, "w")
+    try:
+        handler = configure_logging("INFO", stream=stream)
+        _only_our_handler(handler)
+        call, outcome = _call_and_outcome()
+        for _ in range(60):  # ~20 KB: several writes
+            log_request(call, outcome)
+        with pytest.raises(BlockingIOError):
+            os.read(r, 65536)
+        from gateway.logs import flush_logs
+
+        flush_logs()
+        reads = []
+        while True:
+            try:
+                reads.append(os.read(r, 65536))
+            except BlockingIOError:
+                break
+        data = b"".join(reads)
+        lines = data.splitlines()
+        assert len(lines) == 60 and all(orjson.loads(x)["request_id"] == "req_1" for x in lines)
+        assert len(data) > 2 * select.PIPE_BUF
+    finally:
+        stream.close()
+        os.close(r)
+
+
+def test_request_line_without_a_running_loop_or_with_flush_off_is_written_at_once(restore_root, monkeypatch):
+    buf = io.StringIO()
+    handler = configure_logging("INFO", stream=buf)
+    _only_our_handler(handler)
+    call, outcome = _call_and_outcome()
+    log_request(call, outcome)  # no event loop here
+    assert len(buf.getvalue().splitlines()) == 1
+    monkeypatch.setenv("LOG_FLUSH_MS", "0")
+    buf = io.StringIO()
+    _only_our_handler(configure_logging("INFO", stream=buf))
+    log_request(call, outcome)
+    assert len(buf.getvalue().splitlines()) == 1
