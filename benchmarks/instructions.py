@@ -31,7 +31,7 @@ import psutil
 
 from .gateway_setup import _post, load_pipelines, pipeline_entries, seed_key, write_config
 from .loadgen import chat_body, run_wrk
-from .procs import PYTHON, ROOT, Proc, free_port
+from .procs import GATEWAY_ENV, PYTHON, ROOT, Proc, free_port
 from .scenarios import PRIME_BODY
 
 __all__ = ["count", "main"]
@@ -89,7 +89,7 @@ def count(name: str, *, seconds: float = 15.0, drop: str | None = None, log_dir:
                 headers["Authorization"] = f"Bearer {seed_key(workdir)}"
             server = Proc(f"gateway-cg-{name}", vg + [PYTHON, "-m", "gateway.cli", "serve", "--config", str(cfg)], cpus="1",
                           log_dir=log_dir, cwd=workdir,
-                          env={"LOG_LEVEL": "WARNING", "WATCHLLM_ALLOW_PRIVATE_UPSTREAMS": "127.0.0.1"}).start()
+                          env=GATEWAY_ENV).start()
             server.wait_http(f"http://127.0.0.1:{port}/ready", timeout=600)
             if "cache" in name:  # an exact-hit scenario: the same request, stored first
                 for _ in range(3):

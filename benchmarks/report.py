@@ -196,7 +196,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], derived: dict[str
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}, "
         f"aiohttp {m['aiohttp']}, uvloop {m['uvloop']}; load average at start {', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])}.",
         f"Pinning: {'server under test (gateway or pass-through) `' + meta['pinning']['server_under_test'] + '`; load generator, mock upstream and redis `' + meta['pinning']['load_mock_redis'] + '`' if meta['pinning']['enabled'] else 'off'}"
-        " (the workers scenarios are unpinned).",
+        " (the workers scenarios are unpinned). Gateway log level: "
+        f"{meta.get('gateway_log_level', 'WARNING')} (INFO, the default, writes one JSON line per request).",
         f"Closed loop: `{meta['calibration'].get('closed_loop_tool', '?')}`, {meta['durations']['concurrency']} connections, "
         f"{meta['durations']['closed']:g} s. Open loop: {_open_client(rows)}, latency from the intended send time (coordinated-omission "
         f"corrected), {meta['durations']['open']:g} s at {_fmt(meta['open_loop_rate'])} req/s (half the full chain's maximum). "

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .gateway_setup import load_pipelines
-from .procs import CORE_GW, CORE_LOAD, can_pin
+from .procs import CORE_GW, CORE_LOAD, LOG_LEVEL, can_pin
 from .report import RESULTS, write_outputs
 from .runner import Bench, _print_open, machine
 from .scenarios import Durations, body_for, scenarios, select
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 "enabled": pin, "server_under_test": f"taskset -c {CORE_GW}" if pin else None,
                 "load_mock_redis": f"taskset -c {CORE_LOAD}" if pin else None},
             "durations": dur.__dict__, "open_loop_rate": bench.rate, "calibration": bench.calibration,
-            "passthrough_rps_samples": bench.passthrough_rps, "log_dir": str(log_dir)}
+            "passthrough_rps_samples": bench.passthrough_rps, "log_dir": str(log_dir), "gateway_log_level": LOG_LEVEL}
     paths = write_outputs(meta, bench.results, out_dir)
     print(f"done in {elapsed:.0f}s: " + ", ".join(str(p) for p in paths), flush=True)
     print((out_dir / "latest.md").read_text())

@@ -22,7 +22,7 @@ import yaml
 from . import loadgen
 from .gateway_setup import _post, middleware_missing, pipeline_entries, seed_key, upstream_requests, write_config
 from .loadgen import BodySource, chat_body
-from .procs import CORE_GW, CORE_LOAD, PYTHON, ROOT, Proc, can_pin, free_port
+from .procs import CORE_GW, CORE_LOAD, GATEWAY_ENV, PYTHON, ROOT, Proc, can_pin, free_port
 from .scenarios import PRIME_BODY, Durations, Scenario, body_for
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -286,7 +286,7 @@ class Bench:
         gw = Proc(f"gateway-{sc.name}", [str(ROOT / ".venv/bin/watchllm") if (ROOT / ".venv/bin/watchllm").exists()
                                          else PYTHON, *([] if (ROOT / ".venv/bin/watchllm").exists() else ["-m", "gateway.cli"]),
                                          "serve", "--config", str(cfg_path)],
-                  cpus=self.cpus(CORE_GW, sc.pinned), log_dir=self.log_dir, cwd=workdir, env={"LOG_LEVEL": "WARNING", "WATCHLLM_ALLOW_PRIVATE_UPSTREAMS": "127.0.0.1", **sc.env})
+                  cpus=self.cpus(CORE_GW, sc.pinned), log_dir=self.log_dir, cwd=workdir, env={**GATEWAY_ENV, **sc.env})
         gw.start()
         try:
             try:

@@ -30,7 +30,7 @@ import orjson
 
 from . import loadgen
 from .gateway_setup import load_pipelines, middleware_missing, pipeline_entries, seed_key, write_config
-from .procs import CORE_GW, CORE_LOAD, PYTHON, ROOT, Proc, can_pin, free_port
+from .procs import CORE_GW, CORE_LOAD, GATEWAY_ENV, PYTHON, ROOT, Proc, can_pin, free_port
 from .report import RESULTS
 from .scenarios import body_for
 
@@ -59,7 +59,7 @@ def markdown(meta: dict[str, Any], samples: list[dict[str, Any]], v: dict[str, A
         f"# WatchLLM soak — {meta['date']}",
         "",
         f"Pipeline: {', '.join(meta['pipeline'])}; {meta['minutes']:g} min at {meta['rate']:,.0f} req/s open loop "
-        f"({meta['load'] * 100:.0f}% of the measured maximum {meta['max_rps']:,.0f} req/s); pinning: {meta['pinning']}.",
+        f"({meta['load'] * 100:.0f}% of the measured maximum {meta['max_rps']:,.0f} req/s); pinning: {meta['pinning']}; gateway log level {meta.get('gateway_log_level', 'WARNING')}.",
         "",
         f"**RSS {v.get('baseline_mb')} MB → {v.get('final_mb')} MB ({v.get('growth_pct')}%), peak {v.get('peak_mb')} MB: "
         f"{'flat' if v.get('flat') else 'NOT flat'} (±{FLAT_TOLERANCE * 100:.0f}%), "
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         exe = ROOT / ".venv/bin/watchllm"
         cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "gateway.cli"]
         gw = Proc("gateway", [*cmd, "serve", "--config", str(cfg)], cpus=CORE_GW if pin else None, log_dir=log_dir, cwd=workdir,
-                  env={"LOG_LEVEL": "WARNING", "WATCHLLM_ALLOW_PRIVATE_UPSTREAMS": "127.0.0.1"}).start()
+                  env=GATEWAY_ENV).start()
         gw.wait_http(f"http://127.0.0.1:{port}/ready", timeout=90)
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         body = body_for("unique")
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         v = verdict(samples)
         meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "pipeline": [next(iter(e)) for e in entries], "minutes": args.minutes,
                 "load": args.load, "rate": rate, "max_rps": mx.rps, "window_s": args.window,
-                "pinning": f"gateway taskset -c {CORE_GW}, load+mock taskset -c {CORE_LOAD}" if pin else "off"}
+                "pinning": f"gateway taskset -c {CORE_GW}, load+mock taskset -c {CORE_LOAD}" if pin else "off",
+                "gateway_log_level": GATEWAY_ENV["LOG_LEVEL"]}
         doc = {"meta": meta, "verdict": v, "samples": samples}
         jpath = out_dir / f"soak-{stamp}.json"
         jpath.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))

@@ -34,6 +34,9 @@ from typing import IO, Any
 
 import orjson
 
+from .call import Call
+from .reply import Outcome
+
 __all__ = ["JsonFormatter", "JsonLineHandler", "configure_logging", "flush_logs", "request_fields", "log_request",
            "REQUEST_LOGGER"]
 
@@ -208,6 +211,8 @@ def request_fields(call: Any, outcome: Any, known_models: Any = None) -> dict[st
     A ``model`` that is not a configured alias is logged as "other": clients type anything
     there, secrets included, and the log must not echo it.
     """
+    if type(call) is Call and type(outcome) is Outcome:
+        return _typed_fields(call, outcome, known_models)
     model = getattr(call, "model", None) or None
     if model is not None and known_models is not None and model not in known_models:
         model = "other"
@@ -237,6 +242,42 @@ def request_fields(call: Any, outcome: Any, known_models: Any = None) -> dict[st
         "cost_micros": cost,
         "cost_usd": cost / 1e6,
         "cached": getattr(f, "cached", None),
+    }
+
+
+def _typed_fields(call: Call, outcome: Outcome, known_models: Any) -> dict[str, Any]:
+    """``request_fields`` for the gateway's own Call and Outcome: the same fields, read directly (per request)."""
+    model = call.body.get("model") or None
+    if model is not None:
+        model = str(model)
+        if known_models is not None and model not in known_models:
+            model = "other"
+    f = call.facts
+    usage = outcome.usage
+    err = outcome.error
+    key = call.key
+    project = call.project
+    cost = int(outcome.cost_micros or 0)
+    return {
+        "request_id": call.id,
+        "project_id": project.id if project else "anonymous",
+        "key_id": key.id if key is not None else None,
+        "endpoint": call.endpoint,
+        "model": model,
+        "model_served": f.model_served,
+        "provider": f.provider,
+        "status": outcome.status,
+        "ended": outcome.ended,
+        "error_code": err.code if err is not None else None,
+        "latency_ms": round((time.perf_counter() - call.started) * 1000, 3),
+        "upstream_ms": f.upstream_ms,
+        "ttft_ms": f.ttft_ms,
+        "attempts": f.attempts,
+        "prompt_tokens": usage.prompt_tokens if usage is not None else 0,
+        "completion_tokens": usage.completion_tokens if usage is not None else 0,
+        "cost_micros": cost,
+        "cost_usd": cost / 1e6,
+        "cached": f.cached,
     }
 
 

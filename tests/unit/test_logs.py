@@ -216,3 +216,21 @@ def test_request_line_without_a_running_loop_or_with_flush_off_is_written_at_onc
     _only_our_handler(configure_logging("INFO", stream=buf))
     log_request(call, outcome)
     assert len(buf.getvalue().splitlines()) == 1
+
+
+def test_fields_of_the_gateways_own_call_match_the_generic_reading():
+    from gateway.call import ApiKeyInfo, Call, Project, Usage
+    from gateway.errors import GatewayError
+    from gateway.reply import Outcome
+
+    for key, project, err, usage in ((ApiKeyInfo(id="key_9", project_id="p9"), Project(id="p9"), None, Usage(3, 4, 7)),
+                                     (None, None, GatewayError("rate_limit_exceeded", "slow down"), None)):
+        call = Call(id="req_9", endpoint="chat.completions", body={"model": "secret-ish"}, headers={}, key=key, project=project)
+        call.facts.provider, call.facts.cached, call.facts.attempts = "mock", "exact", 2
+        outcome = Outcome(status=429 if err else 200, ended="complete", usage=usage, error=err, cost_micros=1234)
+        typed = request_fields(call, outcome, known_models={"mock"})
+        plain = SimpleNamespace(**{k: getattr(call, k) for k in ("id", "endpoint", "model", "project_id", "key", "facts", "started")})
+        generic = request_fields(plain, SimpleNamespace(**{k: getattr(outcome, k) for k in ("status", "ended", "usage", "error", "cost_micros")}),
+                                 known_models={"mock"})
+        assert typed.pop("latency_ms") >= 0 and generic.pop("latency_ms") >= 0
+        assert typed == generic and typed["model"] == "other"
