@@ -103,17 +103,19 @@ def derive(meta: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     full = ok.get(share_ref)
     shares = {}
     for name, r in ok.items():
-        if not name.startswith("full_minus_") or not full:
+        # full_minus_X: X's share is full − this; full_plus_X (something the full chain leaves out): this − full
+        sign = 1 if name.startswith("full_minus_") else -1 if name.startswith("full_plus_") else 0
+        if not sign or not full:
             continue
-        mw = name.removeprefix("full_minus_")
+        mw = name.removeprefix("full_minus_").removeprefix("full_plus_")
         if _get(r, "closed", "errors") or _get(full, "closed", "errors"):
             shares[mw] = {"cpu_us_per_req": None, "wall_us_per_req": None, "note": "errors in the run: not comparable"}
             continue
-        cpu_full, cpu_minus = _get(full, "closed", "server_cpu_us_per_req"), _get(r, "closed", "server_cpu_us_per_req")
-        rps_full, rps_minus = _get(full, "closed", "rps"), _get(r, "closed", "rps")
+        cpu_full, cpu_other = _get(full, "closed", "server_cpu_us_per_req"), _get(r, "closed", "server_cpu_us_per_req")
+        rps_full, rps_other = _get(full, "closed", "rps"), _get(r, "closed", "rps")
         shares[mw] = {
-            "cpu_us_per_req": round(cpu_full - cpu_minus, 1) if cpu_full and cpu_minus else None,
-            "wall_us_per_req": round(1e6 / rps_full - 1e6 / rps_minus, 1) if rps_full and rps_minus else None,
+            "cpu_us_per_req": round(sign * (cpu_full - cpu_other), 1) if cpu_full and cpu_other else None,
+            "wall_us_per_req": round(sign * (1e6 / rps_full - 1e6 / rps_other), 1) if rps_full and rps_other else None,
         }
     derived["middleware_share"] = shares
     derived["middleware_share_ref"] = share_ref
@@ -197,7 +199,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], derived: dict[str
         f"aiohttp {m['aiohttp']}, uvloop {m['uvloop']}; load average at start {', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])}.",
         f"Pinning: {'server under test (gateway or pass-through) `' + meta['pinning']['server_under_test'] + '`; load generator, mock upstream and redis `' + meta['pinning']['load_mock_redis'] + '`' if meta['pinning']['enabled'] else 'off'}"
         " (the workers scenarios are unpinned). Gateway log level: "
-        f"{meta.get('gateway_log_level', 'WARNING')} (INFO, the default, writes one JSON line per request).",
+        f"{meta.get('gateway_log_level', 'WARNING')} (the default, INFO, writes one JSON line per request; the "
+        "`request_log` share below is its cost).",
         f"Closed loop: `{meta['calibration'].get('closed_loop_tool', '?')}`, {meta['durations']['concurrency']} connections, "
         f"{meta['durations']['closed']:g} s. Open loop: {_open_client(rows)}, latency from the intended send time (coordinated-omission "
         f"corrected), {meta['durations']['open']:g} s at {_fmt(meta['open_loop_rate'])} req/s (half the full chain's maximum). "

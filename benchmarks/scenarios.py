@@ -83,6 +83,9 @@ def scenarios() -> list[Scenario]:
     for mw in ("metrics", "auth", "ratelimit", "budget", "dlp"):
         out.append(Scenario(f"full_minus_{mw}", "middleware", f"full chain without {mw} (its share = full − this)",
                             pipeline="full", drop=mw, body="unique", open=False))
+    out.append(Scenario("full_plus_request_log", "middleware", "full chain with the per-request JSON log line (LOG_LEVEL=INFO, "
+                        "the gateway's default; its share = this − full)", pipeline="full", body="unique", open=False,
+                        env={"LOG_LEVEL": "INFO"}))
     return out
 
 

@@ -229,8 +229,12 @@ def test_report_ratios_and_soak_verdict():
 
     # with the full chain measured again like the full_minus_* rows, the shares use that one
     d2 = derive({"passthrough_rps_samples": [2900, 3100]},
-                rows + [{"name": "full_ref", "status": "ok", "closed": {"rps": 2450, "server_cpu_us_per_req": 390}}])
+                rows + [{"name": "full_ref", "status": "ok", "closed": {"rps": 2450, "server_cpu_us_per_req": 390}},
+                        {"name": "full_plus_request_log", "status": "ok", "closed": {"rps": 2400, "server_cpu_us_per_req": 402}}])
     assert d2["middleware_share"]["dlp"]["cpu_us_per_req"] == 10.0
+    # something the chain leaves out (the request log line) costs what it adds
+    assert d2["middleware_share"]["request_log"]["cpu_us_per_req"] == 12.0
+    assert d2["middleware_share"]["request_log"]["wall_us_per_req"] == round(1e6 / 2400 - 1e6 / 2450, 1)
 
     # against the lean pass-through (same HTTP plumbing as the gateway), an informational ratio
     d3 = derive({"passthrough_rps_samples": [2900, 3100]},
