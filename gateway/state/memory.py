@@ -16,23 +16,41 @@ __all__ = ["MemoryState"]
 
 
 class _Log:
-    """Sliding-window log: (ts_ms, cost) in admission order plus the running total."""
+    """Sliding-window log: admission times (ms) and costs, oldest first, plus the running total.
 
-    __slots__ = ("entries", "total", "expire_at")
+    Two deques of ints rather than one of ``(ts, cost)`` tuples: ints are not tracked by the cyclic
+    garbage collector, tuples are until a collection has looked at them once. At 3,000 req/s with three
+    windowed limits per request, the tuples were what filled the youngest generation, so every gen-0
+    collection walked ~20,000 of them (2-5 ms with the event loop stopped, every ~2 s). Admissions in
+    the same millisecond share one entry.
+    """
+
+    __slots__ = ("times", "costs", "total", "expire_at")
 
     def __init__(self) -> None:
-        self.entries: deque[tuple[int, int]] = deque()
+        self.times: deque[int] = deque()
+        self.costs: deque[int] = deque()
         self.total = 0
         self.expire_at = 0
 
+    def add(self, now: int, cost: int) -> None:
+        times = self.times
+        if times and times[-1] == now:
+            self.costs[-1] += cost
+        else:
+            times.append(now)
+            self.costs.append(cost)
+        self.total += cost
+
     def prune(self, cutoff: int) -> None:
-        e = self.entries
-        while e and e[0][0] <= cutoff:
-            self.total -= e.popleft()[1]
+        times = self.times
+        while times and times[0] <= cutoff:
+            times.popleft()
+            self.total -= self.costs.popleft()
 
     def reset_for(self, need: int, window: int, now: int) -> int:
         acc = 0
-        for ts, cost in self.entries:
+        for ts, cost in zip(self.times, self.costs):
             acc += cost
             if acc >= need:
                 return ts + window
@@ -110,8 +128,7 @@ class MemoryState:
             if admitted:
                 u += lim.cost
                 if log is not None:
-                    log.entries.append((now, lim.cost))
-                    log.total += lim.cost
+                    log.add(now, lim.cost)
                     log.expire_at = now + lim.window_ms + 1000
                 else:
                     self._fixed[lim.key] = (u, lim.reset_ms + 86_400_000)
@@ -126,8 +143,7 @@ class MemoryState:
     async def rate_charge(self, rid: str, key: str, window_ms: int, amount: int) -> None:
         now = self._now()
         log = self._log(key)
-        log.entries.append((now, amount))
-        log.total += amount
+        log.add(now, amount)
         log.expire_at = max(log.expire_at, now + window_ms + 1000)
 
     # budgets -----------------------------------------------------------------
