@@ -12,13 +12,14 @@ request path has nothing left to do for its row: no queue, no wake-up, no GIL sh
 How it works: the gateway starts ``python -m gateway.usage_committer`` with one end of a socket pair,
 and tells it, as JSON lines, which segments to follow (``segment``: index, path, first offset, and the
 end of the one before when it rotated), when to commit at once (``flush``) and when to finish
-(``close``, with the final end). Every ``interval`` (default 20 ms) the committer reads the new whole
-rows of its segments (``pread``; a row is whole when it ends in a newline with no zero byte before:
-reserved space is zeros, so a row still being copied is never taken), commits them in one
-``BEGIN IMMEDIATE`` transaction (``INSERT OR IGNORE`` on the request id: a row committed twice, after a
-restart, is one row), deletes a rotated segment once every row in it is committed, and answers with
-the position it reached (``{"at": [index, offset], "rows": n, "s": seconds}``). The gateway's reads of
-the usage table wait for the position their rows were written at (``UsageWriter.flush``).
+(``close``, with the final end). Every ``interval`` (default 20 ms; while no rows come, the pause
+doubles up to 250 ms) the committer reads the new whole rows of its segments (``pread``; a row is whole
+when it ends in a newline with no zero byte before: reserved space is zeros, so a row still being
+copied is never taken), commits them in one ``BEGIN IMMEDIATE`` transaction (``INSERT OR IGNORE`` on
+the request id: a row committed twice, after a restart, is one row), deletes a rotated segment once
+every row in it is committed, and answers with the position it reached (``{"at": [index, offset],
+"rows": n, "s": seconds}``). The gateway's reads of the usage table wait for the position their rows
+were written at (``UsageWriter.flush``).
 
 It runs at a lower priority (``WATCHLLM_STORE_THREAD_NICE``, default nice 10): on a busy core the event
 loop goes first. If the gateway dies, the committer sees the socket close, commits every whole row it
@@ -58,6 +59,7 @@ DEFAULT_INTERVAL_MS = 20.0
 READ_BYTES = 1 << 20          # bytes read from a segment per pass
 MAX_ROWS = 5000               # rows per transaction
 RETRY_PAUSE_S = 1.0           # after a failed commit
+IDLE_MAX_S = 0.25             # an idle committer's pause doubles from the interval up to this
 DEAD_LOCK_WAIT_S = 2.0        # after the gateway died: how long its segment's lock may take to go
 DEAD_ATTEMPTS = 3             # commits tried after the gateway died, before leaving its rows to the next start
 RESTART_DELAYS = (0.2, 1.0, 5.0, 30.0)
@@ -114,6 +116,8 @@ class _Loop:
         self.parent_gone = False
         self.flush_asked = False
         self.failing = False
+        self.rows_last_pass = 0
+        self.passes = 0
 
     # messages ----------------------------------------------------------------
     def _receive(self) -> None:
@@ -181,6 +185,8 @@ class _Loop:
 
     def commit_ready(self) -> bool:
         """Commit what can be read now; False if the database refused (the rows are kept)."""
+        self.passes += 1
+        self.rows_last_pass = 0
         while True:
             rows, moves = self._collect()
             t0 = time.perf_counter()
@@ -198,6 +204,7 @@ class _Loop:
                     self.failing = False
             for seg, off in moves:
                 seg.off = off
+            self.rows_last_pass += len(rows)
             self._retire()
             if rows or self.flush_asked:
                 self.flush_asked = False
@@ -238,18 +245,33 @@ class _Loop:
         return [seg.index, seg.off]
 
     # main loop ---------------------------------------------------------------
+    def next_pause(self, ok: bool, pause: float) -> float:
+        """The pause after a pass: the interval while rows come; doubling up to ``IDLE_MAX_S`` while
+        passes find none (an idle gateway's committer wakes 4 times a second, not 50; a read that
+        needs the rows sends ``flush``, which wakes it at once); ``RETRY_PAUSE_S`` after a refusal."""
+        if not ok:
+            return RETRY_PAUSE_S
+        if self.rows_last_pass:
+            return self.interval_s
+        return min(max(pause * 2, self.interval_s), max(IDLE_MAX_S, self.interval_s))
+
     def run(self) -> int:
-        due = time.monotonic() + self.interval_s
+        pause = self.interval_s
+        due = time.monotonic() + pause
         while not (self.closing or self.parent_gone):
+            # A flush is answered at once, except while the database refuses: then the retry pause
+            # holds (a read waiting on a failing disk must not turn this into a busy loop).
+            urgent = self.flush_asked and not self.failing
             wait = due - time.monotonic()
-            if wait > 0 and not self.flush_asked:
+            if wait > 0 and not urgent:
                 ready, _, _ = select.select([self.sock], [], [], wait)
                 if ready:
                     self._receive()
             now = time.monotonic()
-            if now >= due or self.flush_asked or self.closing or self.parent_gone:
+            if now >= due or (self.flush_asked and not self.failing) or self.closing or self.parent_gone:
                 ok = self.commit_ready()
-                due = time.monotonic() + (self.interval_s if ok else RETRY_PAUSE_S)
+                pause = self.next_pause(ok, pause)
+                due = time.monotonic() + pause
         return self._finish()
 
     def _finish(self) -> int:
