@@ -22,7 +22,7 @@ for i = 1, n do
   local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now)
   for _, r in ipairs(expired) do
     local amt = tonumber(redis.call('HGET', h, 'r:' .. r) or '0')
-    redis.call('HINCRBY', h, 'reserved', -amt)
+    if amt ~= 0 then redis.call('HINCRBY', h, 'reserved', -amt) end  -- never "-0" (see budget_settle)
     redis.call('HDEL', h, 'r:' .. r)
   end
   if #expired > 0 then redis.call('ZREMRANGEBYSCORE', z, '-inf', now) end

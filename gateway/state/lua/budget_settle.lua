@@ -10,7 +10,8 @@ for i = 1, n do
   local h, z = KEYS[2 * i - 1], KEYS[2 * i]
   local amt = redis.call('HGET', h, 'r:' .. rid)
   if amt then
-    redis.call('HINCRBY', h, 'reserved', -tonumber(amt))
+    -- never "-0": Lua's -0 reaches Redis as "-0", which HINCRBY refuses (a free model reserves 0)
+    if tonumber(amt) ~= 0 then redis.call('HINCRBY', h, 'reserved', -tonumber(amt)) end
     redis.call('HDEL', h, 'r:' .. rid)
     redis.call('ZREM', z, rid)
   end

@@ -81,6 +81,23 @@ async def test_budget_reserve_settle_release_and_expiry(backend, clock) -> None:
     assert await backend.budget_seed(scope[0], 500, rebuild=True) == 500
 
 
+async def test_a_free_model_reserves_and_settles_zero(backend, clock) -> None:
+    """A model with no price (Ollama, a local mock) reserves 0 micro-USD. Redis refuses HINCRBY by "-0",
+    which Lua's -0 becomes: releasing such a hold failed in the settle script (every request: budget
+    "unavailable" warnings) and, once one expired, in the reserve script (every request refused)."""
+    scope = [BudgetScope("p:free:m203001", 1000, FAR)]
+    await backend.budget_seed(scope[0], 0)
+    assert (await backend.budget_reserve("a", 0, scope, 5000)).status == "ok"
+    assert await backend.budget_settle("a", 0, scope) == [0]
+    assert (await backend.budget_reserve("b", 0, scope, 5000)).status == "ok"
+    assert await backend.budget_settle("b", 7, scope) == [7]
+    assert (await backend.budget_reserve("c", 0, scope, 5000)).status == "ok"  # never settled: it expires
+    clock.advance(6)
+    assert (await backend.budget_reserve("d", 0, scope, 5000)).status == "ok"  # releases "c" first
+    got = await backend.budget_get(scope[0].key)
+    assert (got.spent, got.reserved) == (7, 0)
+
+
 async def test_budget_reservation_spans_every_scope(backend) -> None:
     p, k = BudgetScope("p:1:d20300101", 1000, FAR), BudgetScope("k:1:d20300101", 100, FAR)
     for s in (p, k):
