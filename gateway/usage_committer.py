@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import fcntl
 import logging
+import math
 import os
 import select
 import socket
@@ -256,6 +257,10 @@ class _Loop:
         return min(max(pause * 2, self.interval_s), max(IDLE_MAX_S, self.interval_s))
 
     def run(self) -> int:
+        # poll, not select: the socket keeps the gateway's fd number, which is above select's 1024 limit
+        # once the gateway holds that many connections (a committer restarted then would crash at once)
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
         pause = self.interval_s
         due = time.monotonic() + pause
         while not (self.closing or self.parent_gone):
@@ -264,8 +269,7 @@ class _Loop:
             urgent = self.flush_asked and not self.failing
             wait = due - time.monotonic()
             if wait > 0 and not urgent:
-                ready, _, _ = select.select([self.sock], [], [], wait)
-                if ready:
+                if poller.poll(math.ceil(wait * 1000)):
                     self._receive()
             now = time.monotonic()
             if now >= due or (self.flush_asked and not self.failing) or self.closing or self.parent_gone:
