@@ -256,6 +256,11 @@ class _Loop:
             return self.interval_s
         return min(max(pause * 2, self.interval_s), max(IDLE_MAX_S, self.interval_s))
 
+    def _flush_now(self) -> bool:
+        """A flush is answered at once, except while the database refuses: then the retry pause holds
+        (a read waiting on a failing disk must not turn the committer into a busy loop)."""
+        return self.flush_asked and not self.failing
+
     def run(self) -> int:
         # poll, not select: the socket keeps the gateway's fd number, which is above select's 1024 limit
         # once the gateway holds that many connections (a committer restarted then would crash at once)
@@ -264,15 +269,11 @@ class _Loop:
         pause = self.interval_s
         due = time.monotonic() + pause
         while not (self.closing or self.parent_gone):
-            # A flush is answered at once, except while the database refuses: then the retry pause
-            # holds (a read waiting on a failing disk must not turn this into a busy loop).
-            urgent = self.flush_asked and not self.failing
             wait = due - time.monotonic()
-            if wait > 0 and not urgent:
+            if wait > 0 and not self._flush_now():
                 if poller.poll(math.ceil(wait * 1000)):
                     self._receive()
-            now = time.monotonic()
-            if now >= due or (self.flush_asked and not self.failing) or self.closing or self.parent_gone:
+            if time.monotonic() >= due or self._flush_now() or self.closing or self.parent_gone:
                 ok = self.commit_ready()
                 pause = self.next_pause(ok, pause)
                 due = time.monotonic() + pause

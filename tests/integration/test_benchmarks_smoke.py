@@ -13,7 +13,7 @@ from aiohttp import web
 
 from benchmarks import loadgen, mock_upstream, passthrough
 from benchmarks.loadgen import BodySource, chat_body, percentiles
-from benchmarks.procs import free_port
+from benchmarks.procs import Proc, free_port
 from benchmarks.report import derive
 from benchmarks.soak import verdict
 
@@ -281,35 +281,21 @@ async def test_lean_open_loop_counts_statuses_closed_connections_and_refusals():
     assert refused.requests == 20 and refused.errors == 20 and refused.ok == 0
 
 
-def test_run_open_sends_on_time():
+def test_run_open_sends_on_time(tmp_path):
     """run_open's loop sleeps to the microsecond: sends leave close to their scheduled time (a millisecond-
     grained loop sends in bursts, each up to a millisecond late).
 
     The mock upstream runs in its own process and the rate leaves this one mostly idle: with client and
     mock in one process, 3,000/s and then 1,500/s saturated a 2.0 GHz Zen 1 core in its slow stretches
     (p90 lateness 45 and 19 ms: the process behind, not its timers)."""
-    import subprocess
     import sys
 
     port = free_port()
-    mock = subprocess.Popen([sys.executable, "-m", "benchmarks.mock_upstream", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        async def load() -> loadgen.Result:
-            for _ in range(200):
-                try:
-                    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/health") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
-            return await loadgen.open_loop(f"http://127.0.0.1:{port}/v1/chat/completions", chat_body(),
-                                           rate=1000, duration=1.5)
-
-        res = loadgen.run_open(load())
-    finally:
-        mock.terminate()
-        mock.wait(10)
+    with Proc("mock", [sys.executable, "-m", "benchmarks.mock_upstream", "--port", str(port)],
+              cpus=None, log_dir=tmp_path).start() as mock:
+        mock.wait_http(f"http://127.0.0.1:{port}/health")
+        res = loadgen.run_open(loadgen.open_loop(f"http://127.0.0.1:{port}/v1/chat/completions", chat_body(),
+                                                 rate=1000, duration=1.5))
     assert res.errors == 0 and res.requests == 1500
     # p90 lateness measured on the Zen 1 box at 1,000-1,500/s: 0.14-0.32 ms here, ~1.06 ms on asyncio's
     # default (epoll) loop

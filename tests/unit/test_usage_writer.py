@@ -598,7 +598,8 @@ async def test_the_committer_works_when_the_gateway_holds_over_1024_descriptors(
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 1200:
         pytest.skip(f"the hard limit on descriptors is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048) if hard == resource.RLIM_INFINITY else min(max(soft, 2048), hard), hard))
+    want = max(soft, 2048) if hard == resource.RLIM_INFINITY else min(max(soft, 2048), hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     held = []
     try:
         while len(held) < 1100:
