@@ -64,7 +64,7 @@ class StoreConfig:
 class StateConfig:
     url: str = "memory://"
     timeout: float = field(default=0.05, metadata={"help": "seconds per Redis operation before the fail mode applies"})
-    max_connections: int = 64
+    max_connections: int = field(default=64, metadata={"help": "unused: each worker pipelines its Redis calls on one connection"})
 
 
 @dataclass(frozen=True, kw_only=True)
