@@ -1,9 +1,10 @@
 """A lean Redis client for the state backend's hot path: one pipelined connection, RESP2, hiredis.
 
 Why not redis-py here: every request makes three or four state calls (rate admission, budget
-reservation, settle, token charge), and redis-py spends ~85 us of CPU on each (a pool checkout,
-the command's encoder, a StreamWriter, a Task-level timeout, the response reader): measured
-512 us of gateway CPU per request with state on Redis against 166 us in memory. Here a call is
+reservation, settle, token charge), and redis-py spent ~70-85 us of CPU on each (a pool checkout,
+the command's encoder, a StreamWriter, a Task-level timeout, the response reader): 441-455 us of
+gateway CPU per request with state on Redis against 166 us in memory; 224-227 us with this client
+(2026-12-06, full chain, 10 s closed loops, 2-core Zen 4). Here a call is
 an encoded array written to one transport, a Future in a FIFO, and hiredis's parser in
 ``data_received``; Redis answers a connection's commands in order, so concurrent calls share the
 connection without a pool or a lock.
