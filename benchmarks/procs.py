@@ -76,7 +76,12 @@ class Proc:
     def __init__(self, name: str, cmd: Sequence[str], *, cpus: str | None, log_dir: Path, cwd: Path | None = None,
                  env: dict[str, str] | None = None) -> None:
         self.name = name
-        self.cmd = ["taskset", "-c", cpus, *cmd] if cpus and can_pin() else list(cmd)
+        # Unpinned means every CPU: a child inherits this process's affinity, and the runner pins itself to
+        # CORE_LOAD, so until 2026-12-06 the "unpinned" workers scenarios ran on the load generator's core.
+        if can_pin():
+            self.cmd = ["taskset", "-c", cpus or f"0-{(os.cpu_count() or 1) - 1}", *cmd]
+        else:
+            self.cmd = list(cmd)
         self.cpus = cpus if cpus and can_pin() else None
         self.log_path = log_dir / f"{name}.log"
         self.cwd = cwd or ROOT

@@ -198,7 +198,7 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], derived: dict[str
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}, "
         f"aiohttp {m['aiohttp']}, uvloop {m['uvloop']}; load average at start {', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])}.",
         f"Pinning: {'server under test (gateway or pass-through) `' + meta['pinning']['server_under_test'] + '`; load generator, mock upstream and redis `' + meta['pinning']['load_mock_redis'] + '`' if meta['pinning']['enabled'] else 'off'}"
-        " (the workers scenarios are unpinned). Gateway log level: "
+        " (the workers scenarios are unpinned: all cores). Gateway log level: "
         f"{meta.get('gateway_log_level', 'WARNING')} (the default, INFO, writes one JSON line per request; the "
         "`request_log` share below is its cost).",
         f"Closed loop: `{meta['calibration'].get('closed_loop_tool', '?')}`, {meta['durations']['concurrency']} connections, "
@@ -269,8 +269,9 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], derived: dict[str
             lines.append(f"| {mw} | {_fmt(v['cpu_us_per_req'], 1)} | {_fmt(v['wall_us_per_req'], 1)} |")
         lines.append("")
     if derived.get("workers_2_over_1"):
-        lines += [f"Workers: 2 workers give {derived['workers_2_over_1']:.2f}× the throughput of 1 (both unpinned, the load "
-                  "generator and the mock upstream sharing the same two cores).", ""]
+        lines += [f"Workers: 2 workers give {derived['workers_2_over_1']:.2f}× the throughput of 1 (both unpinned, 256 "
+                  "connections; the load generator and the mock upstream stay on core 0, so on a 2-core box the second "
+                  "worker gets what they leave of it).", ""]
     mem = [(r["name"], r.get("rss_mb_start"), r.get("rss_mb_end")) for r in rows if r.get("rss_mb_end")]
     if mem:
         lines += ["## Gateway memory (RSS, MB, all worker processes)", "", "| scenario | after start | after the run |", "|---|---|---|"]

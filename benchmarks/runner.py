@@ -73,17 +73,18 @@ class Bench:
         return round(max(0.0, other) / (wall * (os.cpu_count() or 1)) * 100, 1)
 
     def closed(self, url: str, body: BodySource, headers: dict[str, str], server: Proc | None, *,
-               duration: float | None = None) -> dict[str, Any]:
+               duration: float | None = None, concurrency: int | None = None) -> dict[str, Any]:
         duration = duration or self.dur.closed
+        concurrency = concurrency or self.dur.concurrency
         f0 = self.foreign(server)
         cpu0 = server.cpu_s() if server else None
         up0 = upstream_requests(self.mock_port)
         if self.use_wrk and loadgen.wrk_available() and not body.words:  # wrk's Lua counter writes digits
             raw = body.prefix + b"{n}" + body.suffix if body.unique else body.fixed
-            res = loadgen.run_wrk(url, orjson.loads(raw), connections=self.dur.concurrency, duration=duration, headers=headers,
+            res = loadgen.run_wrk(url, orjson.loads(raw), connections=concurrency, duration=duration, headers=headers,
                                   taskset=self.cpus(CORE_LOAD))
         else:
-            res = asyncio.run(loadgen.closed_loop(url, body, concurrency=self.dur.concurrency, duration=duration, headers=headers))
+            res = asyncio.run(loadgen.closed_loop(url, body, concurrency=concurrency, duration=duration, headers=headers))
         out = res.to_dict()
         out["foreign_cpu_pct"] = self.foreign_pct(f0, server)
         if server is not None and cpu0 is not None and res.requests:
@@ -317,7 +318,7 @@ class Bench:
         if sc.bracket:
             row["passthrough_before"] = self.measure_passthrough(f"before {sc.name}")
         if sc.closed:
-            row["closed"] = self.closed(url, body, headers, server)
+            row["closed"] = self.closed(url, body, headers, server, concurrency=sc.concurrency)
             _print_closed(sc.name, row["closed"])
             if self.rate is None and sc.target == "gateway" and row["closed"]["rps"]:
                 # The common open-loop rate: half of the first gateway scenario's maximum (full_miss runs first).
