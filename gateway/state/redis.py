@@ -56,7 +56,7 @@ class RedisState:
         self.prefix = prefix
         self.client = RespClient(url, timeout=timeout, connect_timeout=max(timeout, 0.5))
         self._scripts = {name: _load(name) for name in SCRIPTS}
-        self._sha = {name: hashlib.sha1(body.encode()).hexdigest() for name, body in self._scripts.items()}
+        self._sha = {name: hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest() for name, body in self._scripts.items()}
         self._fail = FailureLog(log)
         self.failures = self._fail.counts
         self._fail_fast_until = 0.0
