@@ -78,6 +78,14 @@ class _Conn(asyncio.Protocol):
         except Exception as exc:  # a protocol error: the stream cannot be trusted any more
             self.close(ConnectionError(f"Redis protocol error: {exc}"))
 
+    def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Write one command; the Future gets its reply (replies come back in the order sent)."""
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting.append(fut)
+        assert self.transport is not None
+        self.transport.write(encode(args))
+        return fut
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(ConnectionError(f"Redis connection lost: {exc}" if exc else "Redis closed the connection"))
 
@@ -137,12 +145,8 @@ class RespClient:
             conn = await self._connect()
         if len(conn.waiting) >= _MAX_PENDING:
             raise ConnectionError(f"{_MAX_PENDING} Redis calls already waiting")
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        conn.waiting.append(fut)
-        assert conn.transport is not None
-        conn.transport.write(encode(args))
-        timer = loop.call_later(self.timeout, _expire, fut, conn, self.timeout)
+        fut = conn.send(args)
+        timer = asyncio.get_running_loop().call_later(self.timeout, _expire, fut, conn, self.timeout)
         try:
             reply = await fut
         finally:
@@ -177,13 +181,7 @@ class RespClient:
                 hello.append(("AUTH", self._user, self._password) if self._user else ("AUTH", self._password))
             if self._db:
                 hello.append(("SELECT", self._db))
-            futs = []
-            for cmd in hello:
-                fut = loop.create_future()
-                conn.waiting.append(fut)
-                futs.append(fut)
-                assert conn.transport is not None
-                conn.transport.write(encode(cmd))
+            futs = [conn.send(cmd) for cmd in hello]
             try:
                 for cmd, fut in zip(hello, futs):
                     reply = await fut
